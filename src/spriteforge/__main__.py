@@ -1,0 +1,3 @@
+from spriteforge.cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""The `spriteforge` command: train, translate and data.
+
+Every user-facing problem surfaces as one `error: …` line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from spriteforge import VIEWS, __version__
+from spriteforge.errors import SpriteForgeError
+from spriteforge.options import BY_KEY, OPTIONS, read_toml, resolve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="spriteforge")
+def cli() -> None:
+    """SpriteForge: GANs that draw pixel-art game characters."""
+
+
+# -- train ----------------------------------------------------------------------------------------
+class TrainCommand(click.Command):
+    """Lets list options take several words (`--domains back left front right`), as the original did."""
+
+    def parse_args(self, ctx, args):
+        joined, index = [], 0
+        list_flags = {f"--{o.name}" for o in OPTIONS if o.kind is list and o.name != "dataset"}
+        while index < len(args):
+            arg = args[index]
+            if arg in list_flags:
+                values, index = [], index + 1
+                while index < len(args) and not args[index].startswith("-"):
+                    values.append(args[index])
+                    index += 1
+                joined += [arg, ",".join(values)]
+                continue
+            joined.append(arg)
+            index += 1
+        return super().parse_args(ctx, joined)
+
+
+def _option_decorators():
+    decorators = []
+    for option in OPTIONS:
+        flag = f"--{option.name}"
+        if option.kind is bool:
+            if option.name.startswith("no-"):
+                decorators.append(click.option(flag, option.key, is_flag=True, flag_value=True, default=None, help=option.help))
+            else:
+                decorators.append(click.option(f"{flag}/--no-{option.name}", option.key, default=None, help=option.help))
+        elif option.kind is list:
+            multiple = option.name == "dataset"
+            decorators.append(click.option(flag, option.key, multiple=multiple, default=None, help=option.help + (" (comma- or space-separated)" if not multiple else "")))
+        else:
+            kind = click.Choice(option.choices) if option.choices else option.kind
+            decorators.append(click.option(flag, option.key, type=kind, default=None, help=option.help))
+    return decorators
+
+
+def _with_options(function):
+    for decorator in reversed(_option_decorators()):
+        function = decorator(function)
+    return function
+
+
+RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "verbose", "gpu", "vram", "data_dir"}
+
+
+@cli.command(cls=TrainCommand, context_settings={"show_default": False})
+@click.argument("model", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of options (the command line overrides it)")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), help="continue the run in this folder exactly where it stopped")
+@_with_options
+def train(model, config_file, resume, **values):
+    """Train MODEL (e.g. stargan-paired) on the chosen datasets (default: the built-in synthetic set)."""
+    from spriteforge.models import MODELS, model_class
+    from spriteforge.training.engine import Trainer, command_line_string
+
+    given = {}
+    if config_file:
+        given.update(read_toml(config_file))
+    for key, value in values.items():
+        if value is None or (isinstance(value, tuple) and not value):
+            continue
+        if BY_KEY[key].kind is list:
+            value = [part for item in (value if isinstance(value, tuple) else [value]) for part in str(item).replace(",", " ").split()]
+        given[key] = value
+    model = model or given.pop("model", None)
+    given.pop("model", None)
+    if resume:
+        from spriteforge.inference import config_from_meta
+        from spriteforge.training import checkpoint as ckpt
+
+        path = Path(resume) / "checkpoints" / "latest.safetensors"
+        _, meta = ckpt.read_checkpoint(path)
+        if model and model != meta["model"]:
+            raise SpriteForgeError(f"{resume}: holds a '{meta['model']}' run, not '{model}'")
+        others = sorted(set(given) - RESUME_OVERRIDES)
+        if others:
+            raise SpriteForgeError(f"--resume takes the run's own options; only {', '.join('--' + k.replace('_', '-') for k in sorted(RESUME_OVERRIDES))} may change (got {', '.join('--' + k.replace('_', '-') for k in others)})")
+        config = config_from_meta(meta, path)
+        for key in ("steps", "epochs"):
+            if key in given:
+                config["steps"], config["epochs"] = None, None
+        config.update(given)
+        trainer = Trainer(config, resume=Path(resume))
+    else:
+        if not model:
+            raise SpriteForgeError(f"name a model to train: one of {', '.join(MODELS)}")
+        cls = model_class(model)
+        config = resolve(model, cls.uses, cls.defaults, given)
+        trainer = Trainer(config, command_line=command_line_string())
+    click.echo(f"run folder: {trainer.run_dir}", err=True)
+    click.echo(f"data: {trainer.data.describe()}", err=True)
+    try:
+        state = trainer.run()
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted at step {trainer.state.step}; checkpoint saved. Continue with: spriteforge train --resume {trainer.run_dir}", err=True)
+        sys.exit(130)
+    summary = trainer.run_dir / "summary.json"
+    click.echo(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""), err=True)
+
+
+# -- translate ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--back", type=click.Path(dir_okay=False), help="the character seen from the back")
+@click.option("--left", type=click.Path(dir_okay=False), help="the character facing left")
+@click.option("--front", type=click.Path(dir_okay=False), help="the character seen from the front")
+@click.option("--right", type=click.Path(dir_okay=False), help="the character facing right")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="sprite sheet PNG to write (views left to right)")
+@click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
+@click.option("--separate", is_flag=True, help="also write one PNG per view beside --out")
+@click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
+@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+def translate(model_path, back, left, front, right, out, scale, separate, soft_alpha, device):
+    """Draw the missing views of a character from the views given (MODEL: run folder or checkpoint)."""
+    from spriteforge.translation import translate_files
+
+    given = {name: path for name, path in zip(VIEWS, (back, left, front, right)) if path}
+    written = translate_files(model_path, given, Path(out), scale=scale, separate=separate, binary_alpha=not soft_alpha, device=device)
+    for path in written:
+        click.echo(str(path))
+
+
+# -- data -----------------------------------------------------------------------------------------
+@cli.group()
+def data() -> None:
+    """List, download, inspect and generate datasets."""
+
+
+@data.command("list")
+@click.option("--data-dir", default=None, help="where extracted datasets live")
+def data_list(data_dir):
+    """Show the named datasets and whether each is ready, archived locally, or must be downloaded."""
+    from spriteforge.data import registry
+
+    root = registry.data_dir(data_dir)
+    click.echo(f"data directory: {root}")
+    click.echo(f"{'name':<10} {'status':<22} {'licence':<32} url")
+    click.echo(f"{'synthetic':<10} {'built in':<22} {'generated by SpriteForge':<32} -")
+    for name, dataset in registry.NAMED_DATASETS.items():
+        if (root / name / ".complete").exists():
+            status = "extracted"
+        elif registry.find_archive(dataset):
+            status = "archive found"
+        else:
+            status = "download on first use"
+        click.echo(f"{name:<10} {status:<22} {dataset.licence:<32} {dataset.url}")
+    click.echo("all        = tiny + rm2k + rmxp + rmvx + misc")
+
+
+@data.command("download")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--data-dir", default=None, help="where extracted datasets live")
+def data_download(names, data_dir):
+    """Fetch (or take from $SPRITEFORGE_ARCHIVES), verify and extract named datasets."""
+    from spriteforge.data import registry
+
+    for name in registry.expand(list(names)):
+        if name not in registry.NAMED_DATASETS:
+            raise SpriteForgeError(f"unknown dataset '{name}': choose from {', '.join(registry.NAMED_DATASETS)}, all")
+        click.echo(f"{name}: {registry.ensure_extracted(name, data_dir)}")
+
+
+@data.command("inspect")
+@click.argument("source")
+@click.option("--data-dir", default=None, help="where extracted datasets live")
+@click.option("--domains", default=",".join(VIEWS), help="comma-separated domain names")
+@click.option("--image-size", default=64, type=int, help="expected image size")
+@click.option("--preview", "preview", type=click.Path(dir_okay=False), default=None, help="preview grid PNG to write (default: <source>-preview.png)")
+def data_inspect(source, data_dir, domains, image_size, preview):
+    """Counts per split and domain, colour statistics and a preview grid of SOURCE."""
+    from spriteforge.data.inspect import inspect_source
+
+    domains = tuple(d for d in domains.replace(",", " ").split())
+    report, path = inspect_source(source, domains=domains, image_size=image_size, data_dir=data_dir, preview=preview)
+    click.echo(report)
+    click.echo(f"preview: {path}")
+
+
+@data.command("synth")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="folder to write train/ and test/ into")
+@click.option("--count", default=480, type=click.IntRange(2, 100000), help="number of characters")
+@click.option("--seed", default=0, type=int, help="generator seed")
+@click.option("--image-size", default=64, type=int, help="image size (a multiple of 16)")
+def data_synth(out, count, seed, image_size):
+    """Write the procedural dataset as PNGs in the split layout (train|test/<k>-<view>/<n>.png)."""
+    from spriteforge import imageio
+    from spriteforge.data.loading import synthetic_splits
+
+    splits = synthetic_splits(image_size, 4, count, seed)
+    for split, characters in splits.items():
+        for domain, name in enumerate(VIEWS):
+            for index, image in enumerate(characters.images[:, domain]):
+                imageio.save_png(image, Path(out) / split / f"{domain}-{name}" / f"{index}.png")
+    click.echo(f"wrote {len(splits['train'])} train and {len(splits['test'])} test characters to {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning known errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="spriteforge", standalone_mode=False)
+    except SpriteForgeError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except MemoryError:
+        click.echo("error: out of memory; lower --batch or --capacity", err=True)
+        sys.exit(1)

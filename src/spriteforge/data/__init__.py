@@ -1,0 +1,1 @@
+"""Datasets: named archives, the user's folders, the built-in procedural set, augmentation."""

@@ -1,0 +1,140 @@
+"""Reading and writing pixel art exactly: RGBA, nearest-neighbour, lossless PNG, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from spriteforge.errors import SpriteForgeError
+
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Refuse to decode anything larger: sprites are tiny, a huge file is a mistake (or a bomb)."""
+
+
+def load_rgba(path: str | os.PathLike, expected_size: int | None = None) -> np.ndarray:
+    """Load a PNG (RGBA, RGB, palette, grey, 16-bit) as uint8 [H, W, 4] with transparency kept.
+
+    Fully transparent pixels become (0, 0, 0, 0), as in the original pipeline.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise SpriteForgeError(
+                    f"{path}: image is {width}x{height}, far larger than a sprite; "
+                    f"crop or downscale it (nearest-neighbour) to {expected_size or 64}x{expected_size or 64}"
+                )
+            if expected_size is not None and (width, height) != (expected_size, expected_size):
+                raise SpriteForgeError(
+                    f"{path}: image is {width}x{height} but {expected_size}x{expected_size} is expected; "
+                    f"pass --image-size {width} if all images have that size, or resize the file "
+                    f"with nearest-neighbour"
+                )
+            array = _to_rgba_array(image)
+    except SpriteForgeError:
+        raise
+    except FileNotFoundError:
+        raise SpriteForgeError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise SpriteForgeError(f"{path}: not a readable PNG image ({error}); re-export or remove the file") from None
+    array[array[..., 3] == 0] = 0
+    return array
+
+
+def _to_rgba_array(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to uint8 RGBA, keeping tRNS transparency and scaling 16-bit to 8-bit."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(image, dtype=np.uint32)
+        transparent = image.info.get("transparency")
+        grey8 = (grey * 255 + 32767) // 65535 if grey.max(initial=0) > 255 or image.mode != "I" else grey
+        grey8 = grey8.astype(np.uint8)
+        alpha = np.full(grey8.shape, 255, np.uint8)
+        if isinstance(transparent, int):
+            alpha[grey == transparent] = 0
+        return np.dstack([grey8, grey8, grey8, alpha])
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("PA")
+    elif image.mode in ("L", "RGB") and "transparency" in image.info:
+        image = image.convert("LA" if image.mode == "L" else "RGBA")
+    return np.array(image.convert("RGBA"), dtype=np.uint8)
+
+
+def to_tensor(rgba: np.ndarray, channels: int = 4) -> torch.Tensor:
+    """uint8 [..., H, W, 4] → float [..., C, H, W] in [-1, 1]; with 3 channels transparent goes white."""
+    data = torch.from_numpy(np.ascontiguousarray(rgba)).float()
+    if channels == 3:
+        alpha = data[..., 3:4] / 255.0
+        data = data[..., :3] * alpha + 255.0 * (1 - alpha)
+    return (data / 127.5 - 1.0).movedim(-1, -3).contiguous()
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float [..., C, H, W] in [-1, 1] → uint8 [..., H, W, 4]; RGB input gets opaque alpha."""
+    images = images.detach().float().cpu().clamp(-1, 1)
+    array = torch.round((images + 1.0) * 127.5).to(torch.uint8).movedim(-3, -1).numpy()
+    if array.shape[-1] == 3:
+        alpha = np.full(array.shape[:-1] + (1,), 255, np.uint8)
+        array = np.concatenate([array, alpha], axis=-1)
+    array = array.copy()
+    array[array[..., 3] == 0] = 0
+    return array
+
+
+def upscale(rgba: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour integer upscaling (the only resize pixel art tolerates)."""
+    if factor <= 1:
+        return rgba
+    return np.repeat(np.repeat(rgba, factor, axis=0), factor, axis=1)
+
+
+def grid(rows: list[list[np.ndarray]], padding: int = 2, background: tuple[int, int, int, int] = (0, 0, 0, 0)) -> np.ndarray:
+    """Tile equally sized uint8 RGBA images into one image, row by row."""
+    height, width = rows[0][0].shape[:2]
+    columns = max(len(row) for row in rows)
+    canvas = np.zeros(
+        (len(rows) * (height + padding) + padding, columns * (width + padding) + padding, 4), np.uint8
+    )
+    canvas[:] = background
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            y, x = padding + r * (height + padding), padding + c * (width + padding)
+            canvas[y : y + height, x : x + width] = tile
+    return canvas
+
+
+def save_png(rgba: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Path:
+    """Write a lossless RGBA PNG atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(upscale(np.ascontiguousarray(rgba, dtype=np.uint8), scale), "RGBA")
+    with atomic_write(path) as temporary:
+        image.save(temporary, format="PNG")
+    return path
+
+
+class atomic_write:
+    """Context manager yielding a temporary path beside `path`, renamed over it only on success."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(handle)
+        self.temporary = Path(name)
+        return self.temporary
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            with open(self.temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)

@@ -1,0 +1,45 @@
+"""Loading a trained model for use: from a run folder, an export or a checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models import model_class
+from spriteforge.options import BY_KEY, Config, coerce
+from spriteforge.training import checkpoint as ckpt
+
+CANDIDATES = ("checkpoints/best.safetensors", "models/generator.safetensors", "checkpoints/latest.safetensors")
+
+
+def find_checkpoint(location: str | Path) -> Path:
+    """A run folder resolves to its best, exported or latest checkpoint, in that order."""
+    location = Path(location).expanduser()
+    if location.is_dir():
+        for candidate in CANDIDATES:
+            if (location / candidate).is_file():
+                return location / candidate
+        raise SpriteForgeError(f"{location}: no checkpoint in this folder (looked for {', '.join(CANDIDATES)}); pass a run folder of spriteforge train")
+    if not location.exists():
+        raise SpriteForgeError(f"{location}: no such run folder or checkpoint")
+    return location
+
+
+def config_from_meta(meta: dict, path: Path) -> Config:
+    config = Config()
+    for key, value in meta["config"].items():
+        config[key] = coerce(BY_KEY[key], value, f"{path}: ") if key in BY_KEY else value
+    return config
+
+
+def load_for_inference(location: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model a checkpoint describes and load its generator weights (no unpickling)."""
+    path = find_checkpoint(location)
+    tensors, meta = ckpt.read_checkpoint(path)
+    config = config_from_meta(meta, path)
+    shape = meta["shape"]
+    model = model_class(meta["model"])(config, shape["domains"], shape["channels"], shape["image_size"])
+    ckpt.load_weights(model, tensors, path, model.inference_networks)
+    return model.to(device).eval(), config

@@ -1,0 +1,16 @@
+"""The model registry: `spriteforge train MODEL` looks names up here."""
+
+from __future__ import annotations
+
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models.base import SpriteModel
+from spriteforge.models.stargan import PairedStarGAN
+
+MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN,)}
+
+
+def model_class(name: str) -> type[SpriteModel]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise SpriteForgeError(f"unknown model '{name}': choose one of {', '.join(MODELS)}") from None

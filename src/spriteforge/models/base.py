@@ -1,0 +1,67 @@
+"""What every trainable model offers the engine, the evaluators and the translate command."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from spriteforge.models.blocks import parameter_count
+from spriteforge.options import Config
+
+
+class SpriteModel(nn.Module):
+    """A model is a set of named networks, their optimisers and one `train_step`.
+
+    Randomness inside `train_step` comes from the global torch RNG, which the engine reseeds from
+    (seed, step) before every step, so resuming from a checkpoint continues bit-identically.
+    """
+
+    name: ClassVar[str]
+    uses: ClassVar[frozenset[str]] = frozenset()
+    """Model-specific flags this model reads (the common ones are always accepted)."""
+    defaults: ClassVar[dict[str, Any]] = {}
+    """Overrides of the option table's defaults for this model."""
+    inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
+
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
+        super().__init__()
+        self.config = config
+        self.domain_count = domain_count
+        self.channels = channels
+        self.image_size = image_size
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.base_lrs: dict[str, float] = {}
+
+    # -- networks -------------------------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        return {name: module for name, module in self.named_children()}
+
+    def describe(self) -> str:
+        lines = []
+        for name, network in self.networks().items():
+            lines.append(f"{name}: {parameter_count(network):,} parameters")
+            lines.append(str(network))
+            lines.append("")
+        return "\n".join(lines)
+
+    def make_optimizer(self, name: str, network: nn.Module, lr: float) -> None:
+        config = self.config
+        self.optimizers[name] = torch.optim.Adam(network.parameters(), lr=lr, betas=(config.beta1, config.beta2))
+        self.base_lrs[name] = lr
+
+    # -- training ---------------------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor, step: int, progress: float) -> dict[str, float]:
+        """One update on a batch [B, domains, C, H, W] in [-1, 1]; returns named loss values."""
+        raise NotImplementedError
+
+    # -- inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""
+        raise NotImplementedError
+
+    def debug_discriminator(self, batch: torch.Tensor) -> list[torch.Tensor] | None:
+        """Per-example maps of the discriminator's output for real and generated images, or None."""
+        return None

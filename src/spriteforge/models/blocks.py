@@ -1,0 +1,48 @@
+"""Building blocks shared by the models: norms, initialisation, residual blocks, condition maps."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def instance_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
+    """InstanceNorm with affine parameters, written as GroupNorm(groups = channels) like the original."""
+    return nn.GroupNorm(channels, channels, eps=eps, affine=True)
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """N(0, std) for every conv / linear kernel, zeros for biases (the original's initialiser)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class ResidualBlock(nn.Module):
+    """conv-norm-LeakyReLU-conv-norm + identity, no activation after the add (StarGAN's block)."""
+
+    def __init__(self, channels: int, slope: float = 0.3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            instance_norm(channels),
+            nn.LeakyReLU(slope),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            instance_norm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def tiled_one_hot(labels: torch.Tensor, classes: int, size: tuple[int, int]) -> torch.Tensor:
+    """[B] class indices → [B, classes, H, W] one-hot planes, the usual way to condition a conv net."""
+    one_hot = F.one_hot(labels, classes).to(torch.float32)
+    return one_hot[:, :, None, None].expand(-1, -1, *size)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

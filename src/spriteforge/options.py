@@ -1,0 +1,230 @@
+"""Every training option in one table: its flag, type, default and help (one source of truth).
+
+Flag names follow the original system's flag table. Options marked `common` apply to every model;
+the others are accepted only by the models that list them in `Model.uses` (a flag a model does not use
+is rejected for it with a clear message, never silently ignored). Models may override defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from spriteforge import VIEWS
+from spriteforge.errors import SpriteForgeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    kind: Any  # int, float, str, bool (a flag), list (of str)
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    common: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+
+LR_DECAYS = ("none", "constant-then-linear", "exponential", "step")
+OPTIONS: list[Option] = [
+    # data
+    Option("dataset", list, [], "dataset name (tiny, rm2k, rmxp, rmvx, misc, all, synthetic) or folder; repeatable", common=True),
+    Option("tiny", bool, False, "use the TinyHero dataset", common=True),
+    Option("rm2k", bool, False, "use the RPG Maker 2000 dataset", common=True),
+    Option("rmxp", bool, False, "use the RPG Maker XP dataset", common=True),
+    Option("rmvx", bool, False, "use the RPG Maker VX Ace dataset", common=True),
+    Option("misc", bool, False, "use the miscellaneous dataset", common=True),
+    Option("tiny-validation", bool, False, "test on TinyHero's test partition only", common=True),
+    Option("rm2k-validation", bool, False, "test on RPG Maker 2000's test partition only", common=True),
+    Option("rmxp-validation", bool, False, "test on RPG Maker XP's test partition only", common=True),
+    Option("rmvx-validation", bool, False, "test on RPG Maker VX Ace's test partition only", common=True),
+    Option("data-dir", str, "", "where extracted datasets live (default: the user cache, or $SPRITEFORGE_DATA_DIR)", common=True),
+    Option("validation-fraction", float, 0.1, "share of each train partition (its last characters) kept for model selection", common=True),
+    Option("domains", list, list(VIEWS), "names of the domains, matching the folders <k>-<name>", common=True),
+    Option("image-size", int, 64, "width and height of the images (files of another size are an error)", common=True),
+    Option("output-channels", int, 4, "4 = RGBA; 3 = RGB with transparent pixels made white", choices=None, common=True),
+    Option("input-channels", int, 4, "channels of the input images (must equal --output-channels)", common=True),
+    Option("no-aug", bool, False, "disable all augmentation", common=True),
+    Option("no-hue", bool, False, "disable hue rotation", common=True),
+    Option("no-tran", bool, False, "disable translation", common=True),
+    # optimisation
+    Option("lr", float, 1e-4, "initial learning rate", common=True),
+    Option("lr-decay", str, "constant-then-linear", "learning-rate schedule", choices=LR_DECAYS, common=True),
+    Option("beta1", float, 0.5, "Adam beta1", common=True),
+    Option("beta2", float, 0.999, "Adam beta2", common=True),
+    Option("ttur", float, 1.0, "discriminator learning rate = lr x ttur", common=True),
+    Option("batch", int, 4, "characters per batch", common=True),
+    Option("steps", int, None, "training steps (default 10000; give steps or epochs, not both)", common=True),
+    Option("epochs", int, None, "epochs (converted to steps through the train size)", common=True),
+    Option("seed", int, 42, "random seed (training is deterministic on CPU for a given seed)", common=True),
+    # monitoring and output
+    Option("evaluate-steps", int, 1000, "interval of previews, evaluations and checkpoints", common=True),
+    Option("checkpoint-steps", int, 0, "interval of 'latest' checkpoints (default: --evaluate-steps)", common=True),
+    Option("callback-evaluate-l1", bool, False, "evaluate L1 on validation/test every --evaluate-steps; keep the best", common=True),
+    Option("callback-evaluate-fid", bool, False, "evaluate FID every --evaluate-steps (needs the evaluation suite)", common=True),
+    Option("callback-debug-discriminator", bool, False, "save images of the discriminator's outputs", common=True),
+    Option("callback-early-stop", bool, False, "stop after --patience evaluations without validation improvement", common=True),
+    Option("patience", int, 10, "evaluations without improvement before early stopping", common=True),
+    Option("save-model", bool, False, "export the generator (safetensors + config) to models/ at the end", common=True),
+    Option("verbose", bool, False, "print the model description and losses at each evaluation", common=True),
+    Option("log-folder", str, "output", "root folder of run folders", common=True),
+    Option("model-name", str, "", "run-folder level 1 (default: the model)", common=True),
+    Option("experiment", str, "playground", "run-folder level 2", common=True),
+    Option("run-string", str, "", "run-folder level 3 (default: a timestamp)", common=True),
+    Option("gpu", int, 0, "CUDA device index when a GPU is present (-1 forces CPU)", common=True),
+    Option("vram", int, 0, "cap GPU memory use at this many MB (0 = no cap)", common=True),
+    Option("profile", int, 0, "profile this many steps with torch.profiler into the run folder", common=True),
+    Option("pretrain-epochs", int, 0, "not used by any model (kept from the original's table)"),
+    # model architecture
+    Option("generator", str, "", "generator type (StarGAN: resnet)"),
+    Option("capacity", int, 1, "multiplier of the generator's widths"),
+    Option("conditional-discriminator", bool, False, "condition the discriminator on the source image"),
+    Option("source-domain-aware-generator", bool, False, "give the generator the source domain too"),
+    Option("discriminator-scales", int, 3, "scales of the multi-scale discriminator (MUNIT, ReMIC)"),
+    Option("sampler", str, "multi-target", "source/target sampler of StarGAN", choices=("multi-target", "single-target")),
+    Option("d-steps", int, 1, "update the generator once every d-steps discriminator updates"),
+    Option("adv", str, "lsgan", "adversarial loss", choices=("lsgan", "r3gan")),
+    # losses
+    Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
+    Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),
+    Option("lambda-l1-backward", float, 10.0, "weight of the backward (cycled) L1 (CollaGAN)"),
+    Option("lambda-gp", float, 10.0, "weight of the gradient penalty"),
+    Option("lambda-domain", float, 10.0, "weight of the domain classification terms"),
+    Option("lambda-reconstruction", float, 10.0, "weight of the cycle reconstruction L1 (StarGAN)"),
+    Option("lambda-ssim", float, 10.0, "weight of the cycled SSIM term (CollaGAN)"),
+    Option("lambda-tv", float, 0.0, "weight of the total-variation term (StarGAN)"),
+    Option("lambda-latent-reconstruction", float, 1.0, "weight of the latent reconstruction (MUNIT, ReMIC)"),
+    Option("lambda-cyclic-reconstruction", float, 0.0, "weight of the cyclic reconstruction (MUNIT, ReMIC)"),
+    Option("lambda-palette", float, 0.0, "weight of the palette coverage term"),
+    Option("lambda-histogram", float, 0.0, "weight of the histogram term (CollaGAN)"),
+    Option("lambda-regularization", float, 0.0, "effective L2 weight-decay coefficient on generator kernels"),
+    Option("lambda-kl", float, 0.01, "weight of the KL term (ReMIC)"),
+    # imputation specifics
+    Option("input-dropout", str, "none", "input dropout strategy (CollaGAN, ReMIC)",
+           choices=("none", "original", "aggressive", "balanced", "conservative", "curriculum")),
+    Option("cycled-source-replacer", str, "forward", "which slots receive the forward fake in the cycle (CollaGAN)", choices=("forward", "dropout")),
+    Option("shuffled-batches", bool, False, "discriminate real and fake shuffled together (CollaGAN)"),
+    Option("palette-quantization", bool, False, "quantise outputs to the characters' palettes (CollaGAN)"),
+    Option("annealing", str, "linear", "temperature annealing for palette quantisation", choices=("none", "linear", "cosine", "expcosine")),
+    Option("temperature", float, 0.1, "initial temperature of palette quantisation"),
+    Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step"),
+]
+BY_NAME = {option.name: option for option in OPTIONS}
+BY_KEY = {option.key: option for option in OPTIONS}
+DEFAULT_STEPS = 10000
+
+
+class Config(dict):
+    """Resolved options; keys are flag names with '_' (``config.lambda_l1``)."""
+
+    def __getattr__(self, key: str):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def to_toml_dict(self) -> dict:
+        return {key.replace("_", "-"): value for key, value in sorted(self.items()) if value is not None}
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML config file of flag names (dashes or underscores) to values."""
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SpriteForgeError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpriteForgeError(f"{path}: not valid TOML ({error})") from None
+    values = {}
+    for name, value in raw.items():
+        key = name.replace("-", "_")
+        if key == "model":
+            values[key] = value
+            continue
+        if key not in BY_KEY:
+            raise SpriteForgeError(f"{path}: unknown option '{name}'")
+        values[key] = coerce(BY_KEY[key], value, f"{path}: ")
+    return values
+
+
+def coerce(option: Option, value: Any, where: str = "") -> Any:
+    """Check a value (from TOML or a checkpoint) against the option's type and choices."""
+    try:
+        if option.kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+        elif option.kind is list:
+            value = [str(v) for v in (value if isinstance(value, list) else str(value).split())]
+        elif value is not None:
+            if option.kind is int and isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            value = option.kind(value)
+    except (TypeError, ValueError):
+        raise SpriteForgeError(f"{where}--{option.name} expects {option.kind.__name__}, got {value!r}") from None
+    if option.choices and value not in option.choices:
+        raise SpriteForgeError(f"{where}--{option.name} must be one of {', '.join(option.choices)}, got '{value}'")
+    return value
+
+
+def resolve(model: str, uses: frozenset[str], model_defaults: dict[str, Any], given: dict[str, Any]) -> Config:
+    """Defaults ← the model's defaults ← given values (file, then command line); reject unused flags."""
+    unused = sorted(key for key in given if key in BY_KEY and not BY_KEY[key].common and BY_KEY[key].name not in uses)
+    if unused:
+        names = ", ".join(f"--{BY_KEY[key].name}" for key in unused)
+        raise SpriteForgeError(f"{names} not used by {model}; remove {'it' if len(unused) == 1 else 'them'}")
+    config = Config({o.key: o.default for o in OPTIONS if o.common or o.name in uses})
+    config.update({key.replace("-", "_"): value for key, value in model_defaults.items()})
+    config.update({key: coerce(BY_KEY[key], value) for key, value in given.items() if key in BY_KEY})
+    config["model"] = model
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if config.steps is not None and config.epochs is not None:
+        raise SpriteForgeError("give --steps or --epochs, not both")
+    for key in ("batch", "image_size", "evaluate_steps"):
+        if config[key] <= 0:
+            raise SpriteForgeError(f"--{BY_KEY[key].name} must be positive, got {config[key]}")
+    for key in ("steps", "epochs"):
+        if config[key] is not None and config[key] <= 0:
+            raise SpriteForgeError(f"--{key} must be positive, got {config[key]}")
+    if config.output_channels not in (3, 4) or config.input_channels not in (3, 4):
+        raise SpriteForgeError("--output-channels and --input-channels must be 3 or 4")
+    if config.input_channels != config.output_channels:
+        raise SpriteForgeError("--input-channels must equal --output-channels: inputs and outputs are views of the same sprites")
+    if config.lr <= 0:
+        raise SpriteForgeError(f"--lr must be positive, got {config.lr}")
+    if not 0 <= config.validation_fraction < 1:
+        raise SpriteForgeError("--validation-fraction must be in [0, 1)")
+    if len(set(config.domains)) != len(config.domains) or len(config.domains) < 2:
+        raise SpriteForgeError("--domains needs at least two distinct names")
+    if config.image_size % 4:
+        raise SpriteForgeError("--image-size must be a multiple of 4")
+    if config.get("capacity", 1) < 1:
+        raise SpriteForgeError("--capacity must be at least 1")
+    if config.get("d_steps", 1) < 1:
+        raise SpriteForgeError("--d-steps must be at least 1")
+    if config.callback_evaluate_fid:
+        raise SpriteForgeError(
+            "--callback-evaluate-fid needs the evaluation suite, which this version does not include yet; "
+            "use --callback-evaluate-l1"
+        )
+
+
+def dataset_sources(config: Config) -> tuple[list[str], list[str] | None]:
+    """The training sources and, if a --*-validation flag is on, the test sources."""
+    sources = list(config.dataset) + [name for name in ("tiny", "rm2k", "rmxp", "rmvx", "misc") if config[name]]
+    tests = [name for name in ("tiny", "rm2k", "rmxp", "rmvx") if config[f"{name}_validation"]]
+    return sources, tests or None

@@ -1,0 +1,1 @@
+"""The training engine: run folders, the step loop, checkpoints with exact resume."""

@@ -1,0 +1,347 @@
+"""The step loop every model trains with.
+
+Why it looks like this: all randomness of step s (batch order, augmentation, the model's own draws)
+is a pure function of (seed, s), so a run resumed from a checkpoint at step N continues exactly like
+the uninterrupted run, bit for bit on CPU. Learning rates are likewise computed from the step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+import torch
+from tqdm import tqdm
+
+from spriteforge import imageio
+from spriteforge.data.augment import Augmentation
+from spriteforge.data.folders import CharacterSet
+from spriteforge.data.loading import SpriteData, load_data
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models import model_class
+from spriteforge.models.base import SpriteModel
+from spriteforge.models.blocks import parameter_count
+from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
+from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.evaluation import evaluate_l1, preview_grid, test_image_grid
+
+LATEST, BEST = "latest.safetensors", "best.safetensors"
+EVALUATION_LIMIT = 500
+
+
+def pick_device(config: Config) -> torch.device:
+    if config.gpu >= 0 and torch.cuda.is_available():
+        device = torch.device(f"cuda:{config.gpu}")
+        if config.vram > 0:
+            total = torch.cuda.get_device_properties(device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, config.vram * 2**20 / total), device)
+        return device
+    return torch.device("cpu")
+
+
+def build_model(config: Config, domain_count: int, channels: int, image_size: int, device="cpu") -> SpriteModel:
+    model = model_class(config.model)(config, domain_count, channels, image_size)
+    return model.to(device)
+
+
+def learning_rate_factor(decay: str, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at `step` of `total`."""
+    if decay == "constant-then-linear":
+        return max(0.0, min(1.0, 2.0 * (1.0 - step / total)))
+    if decay == "exponential":
+        return 0.99 ** (step // 400)
+    if decay == "step":
+        return 0.5 ** (step // 30000)
+    return 1.0
+
+
+def batch_indices(step: int, batch: int, count: int, seed: int) -> list[int]:
+    """Characters of batch `step`: consecutive slices of per-epoch permutations seeded by (seed, epoch)."""
+    indices, position = [], step * batch
+    while len(indices) < batch:
+        epoch, offset = divmod(position, count)
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        take = min(batch - len(indices), count - offset)
+        indices.extend(order[offset : offset + take].tolist())
+        position += take
+    return indices
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_777_777 + 12345) % (2**63 - 1)
+
+
+def to_model_input(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8-valued [..., H, W, 4] → [..., C, H, W] in [-1, 1] (3 channels: transparent → white)."""
+    data = images.float().movedim(-1, -3)
+    return normalise(data, channels)
+
+
+def normalise(data: torch.Tensor, channels: int) -> torch.Tensor:
+    """Float RGBA [..., 4, H, W] in 0..255 → [-1, 1]; with 3 channels composite on white, drop alpha."""
+    if channels == 3:
+        alpha = data[..., 3:4, :, :] / 255.0
+        data = data[..., :3, :, :] * alpha + 255.0 * (1 - alpha)
+    return data / 127.5 - 1.0
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    best_validation: float | None = None
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Owns a run folder, a model and its data; `run()` trains to the configured number of steps."""
+
+    def __init__(self, config: Config, command_line: str = "", resume: Path | None = None, data: SpriteData | None = None):
+        self.config = config
+        self.device = pick_device(config)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        sources, test_sources = dataset_sources(config)
+        self.data = data or load_data(
+            sources, domains=tuple(config.domains), image_size=config.image_size, data_dir=config.data_dir or None,
+            seed=config.seed, validation_fraction=config.validation_fraction, test_sources=test_sources,
+        )
+        if len(self.data.train) == 0:
+            raise SpriteForgeError("the training partition is empty")
+        if config.steps is None:
+            config["steps"] = math.ceil(config.epochs * len(self.data.train) / config.batch) if config.epochs else DEFAULT_STEPS
+        self.total_steps = config.steps
+        self.channels = config.output_channels
+        self.model = build_model(config, len(self.data.domains), self.channels, config.image_size, self.device)
+        self.augmentation = Augmentation(
+            hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
+        )
+        self.train_images = torch.from_numpy(self.data.train.images)
+        self.state = RunState()
+        if resume is not None:
+            self.run_dir = Path(resume)
+            self._restore(self.run_dir / "checkpoints" / LATEST)
+        else:
+            self.run_dir = self._new_run_dir()
+            self._write_run_files(command_line)
+        self.writer = None
+
+    # -- run folder -------------------------------------------------------------------------------
+    def _new_run_dir(self) -> Path:
+        config = self.config
+        name = config.run_string or datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(config.log_folder) / (config.model_name or config.model) / config.experiment / name
+        if (run_dir / "checkpoints").exists():
+            raise SpriteForgeError(f"{run_dir}: a run already exists there; continue it with --resume {run_dir} or pick another --run-string")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _write_run_files(self, command_line: str) -> None:
+        with imageio.atomic_write(self.run_dir / "configuration.toml") as temporary:
+            temporary.write_text(tomli_w.dumps(self.config.to_toml_dict()))
+        (self.run_dir / "command-line.txt").write_text(command_line + "\n")
+        counts = {name: parameter_count(net) for name, net in self.model.networks().items()}
+        description = [f"model: {self.config.model}", f"data: {self.data.describe()}", f"device: {self.device}"]
+        description += [f"{name}: {count:,} parameters" for name, count in counts.items()]
+        (self.run_dir / "model-description.txt").write_text("\n".join(description) + "\n\n" + self.model.describe())
+
+    def _restore(self, path: Path) -> None:
+        tensors, meta = ckpt.read_checkpoint(path)
+        if meta["model"] != self.config.model:
+            raise SpriteForgeError(f"{path}: checkpoint of model '{meta['model']}', not '{self.config.model}'")
+        ckpt.load_weights(self.model, tensors, path)
+        ckpt.load_optimizers(self.model, tensors, meta, path)
+        extra = meta["extra"]
+        self.state = RunState(
+            step=meta["step"], best_validation=extra.get("best_validation"), best_step=extra.get("best_step"),
+            evaluations_without_improvement=extra.get("evaluations_without_improvement", 0),
+            history=extra.get("history", []),
+        )
+
+    def save_latest(self) -> Path:
+        extra = {
+            "best_validation": self.state.best_validation, "best_step": self.state.best_step,
+            "evaluations_without_improvement": self.state.evaluations_without_improvement,
+            "history": self.state.history,
+        }
+        return ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def batch(self, step: int) -> torch.Tensor:
+        indices = batch_indices(step, self.config.batch, len(self.train_images), self.config.seed)
+        images = self.train_images[indices].float().movedim(-1, -3)  # [B, D, 4, H, W], 0..255
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, step) ^ 0x5EED)
+        images = self.augmentation(images, generator)
+        return normalise(images, self.channels).to(self.device)
+
+    def apply_learning_rates(self, step: int) -> float:
+        factor = learning_rate_factor(self.config.lr_decay, step, self.total_steps)
+        for name, optimizer in self.model.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.model.base_lrs[name] * factor
+        return factor * self.config.lr
+
+    def run(self, stop_at: int | None = None) -> RunState:
+        """Train until the configured steps (or `stop_at`), saving checkpoints; Ctrl-C saves and re-raises."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        config = self.config
+        self.writer = SummaryWriter(str(self.run_dir))
+        end = min(self.total_steps, stop_at) if stop_at else self.total_steps
+        checkpoint_every = config.checkpoint_steps or config.evaluate_steps
+        log_every = max(1, config.evaluate_steps // 10)
+        self.model.train()
+        profiler = self._profiler()
+        bar = tqdm(total=end, initial=self.state.step, desc=config.model, unit="step", dynamic_ncols=True,
+                   disable=None, file=sys.stderr)
+        started = time.perf_counter()
+        early_stopped = False
+        try:
+            with profiler or nullcontext():
+                while self.state.step < end:
+                    step = self.state.step
+                    torch.manual_seed(step_seed(config.seed, step))
+                    learning_rate = self.apply_learning_rates(step)
+                    losses = self.model.train_step(self.batch(step), step, step / self.total_steps)
+                    self.state.step = done = step + 1
+                    if profiler is not None and done <= config.profile:
+                        profiler.step()
+                    bar.update(1)
+                    if done % log_every == 0 or done == 1:
+                        for key, value in losses.items():
+                            self.writer.add_scalar(key, value, done)
+                        self.writer.add_scalar("learning-rate", learning_rate, done)
+                        bar.set_postfix({k.split("/")[0][0] + ":" + k.split("/")[-1][:4]: f"{v:.3g}" for k, v in losses.items() if k.endswith("total") or k.endswith("l1")})
+                    if not all(math.isfinite(v) for v in losses.values()):
+                        self.save_latest()
+                        raise SpriteForgeError(f"training diverged at step {done} (a loss is not finite); lower --lr and resume or restart")
+                    if done == 1 or done % config.evaluate_steps == 0 or done == self.total_steps:
+                        stop = self.evaluate(done, losses)
+                        if stop:
+                            bar.write(f"early stop at step {done}: no validation improvement in {config.patience} evaluations")
+                            self.save_latest()
+                            early_stopped = True
+                            break
+                    if done % checkpoint_every == 0 or done == end:
+                        self.save_latest()
+        except KeyboardInterrupt:
+            self.save_latest()
+            bar.close()
+            self.writer.close()
+            raise
+        bar.close()
+        elapsed = time.perf_counter() - started
+        if self.state.step >= self.total_steps or early_stopped:
+            self.finish(elapsed)
+        self.writer.close()
+        return self.state
+
+    def _profiler(self):
+        if self.config.profile <= 0:
+            return None
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        return torch.profiler.profile(
+            activities=activities, schedule=torch.profiler.schedule(wait=0, warmup=1, active=max(1, self.config.profile - 1), repeat=1),
+            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.run_dir / "profile")),
+        )
+
+    # -- evaluation, previews, the end --------------------------------------------------------------
+    def evaluation_set(self, characters: CharacterSet) -> torch.Tensor:
+        count = min(len(characters), EVALUATION_LIMIT)
+        picks = np.linspace(0, len(characters) - 1, count).round().astype(int) if count else []
+        return to_model_input(torch.from_numpy(characters.images[picks]), self.channels)
+
+    def evaluate(self, step: int, losses: dict[str, float]) -> bool:
+        """Preview, optional L1 evaluation and best checkpoint; returns True to stop early."""
+        config = self.config
+        self.model.eval()
+        preview = preview_grid(self.model, self.evaluation_set(self.data.train)[:3], self.evaluation_set(self.data.test)[:3], self.device)
+        imageio.save_png(preview, self.run_dir / "previews" / f"step_{step:06d}.png", scale=2)
+        self.writer.add_image("preview", preview, step, dataformats="HWC")
+        if config.callback_debug_discriminator:
+            self._debug_discriminator(step)
+        stop = False
+        record = {"step": step, **{k: round(v, 6) for k, v in losses.items()}}
+        if config.callback_evaluate_l1:
+            results = {}
+            for split, characters in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test)):
+                if len(characters):
+                    results[split] = evaluate_l1(self.model, self.evaluation_set(characters), self.device, seed=config.seed)
+                    self.writer.add_scalar(f"l1-evaluation/{split}", results[split], step)
+            record.update({f"l1/{k}": round(v, 6) for k, v in results.items()})
+            selection = results.get("validation", None)
+            if selection is not None:
+                if self.state.best_validation is None or selection < self.state.best_validation:
+                    self.state.best_validation, self.state.best_step = selection, step
+                    self.state.evaluations_without_improvement = 0
+                    ckpt.save_checkpoint(self.run_dir / "checkpoints" / BEST, self.model, step,
+                                         {"validation_l1": selection, "test_l1": results.get("test")},
+                                         include_training_state=False, networks=self.model.inference_networks)
+                else:
+                    self.state.evaluations_without_improvement += 1
+                    stop = config.callback_early_stop and self.state.evaluations_without_improvement >= config.patience
+        self.state.history.append(record)
+        if config.verbose:
+            tqdm.write(json.dumps(record))
+        self.model.train()
+        return stop
+
+    def _debug_discriminator(self, step: int) -> None:
+        for split, characters in (("train", self.data.train), ("test", self.data.test)):
+            batch = self.evaluation_set(characters)[:4].to(self.device)
+            outputs = self.model.debug_discriminator(batch)
+            if outputs is None:
+                continue
+            image = discriminator_debug_grid(*outputs)
+            imageio.save_png(image, self.run_dir / "discriminated-images" / f"discriminated_{split}_at_step_{step}.png", scale=2)
+
+    def finish(self, elapsed: float) -> None:
+        """Restore the best generator (if any), write test images, exports and a summary."""
+        config = self.config
+        best_path = self.run_dir / "checkpoints" / BEST
+        summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1)}
+        if best_path.exists():
+            tensors, meta = ckpt.read_checkpoint(best_path)
+            ckpt.load_weights(self.model, tensors, best_path, self.model.inference_networks)
+            summary.update({"best_step": meta["step"], "validation_l1": meta["extra"].get("validation_l1"),
+                            "test_l1": meta["extra"].get("test_l1")})
+        self.model.eval()
+        test = self.evaluation_set(self.data.test)
+        picks = np.linspace(0, len(test) - 1, min(100, len(test))).round().astype(int)
+        for index in picks:
+            image = test_image_grid(self.model, test[index], self.device)
+            imageio.save_png(image, self.run_dir / "test-images" / f"{index:04d}_at_step_{summary.get('best_step', self.state.step)}.png", scale=2)
+        if config.save_model:
+            ckpt.save_checkpoint(self.run_dir / "models" / "generator.safetensors", self.model, summary.get("best_step", self.state.step),
+                                 include_training_state=False, networks=self.model.inference_networks)
+        with imageio.atomic_write(self.run_dir / "summary.json") as temporary:
+            temporary.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def discriminator_debug_grid(real, fake, real_scores, fake_scores) -> np.ndarray:
+    """Rows: real image, its score map, generated image, its score map (maps upscaled, grey)."""
+    def score_map(scores: torch.Tensor, size: int) -> np.ndarray:
+        scores = scores[:, :1].float()
+        low, high = scores.min(), scores.max()
+        scaled = (scores - low) / (high - low + 1e-8) * 2 - 1
+        maps = torch.nn.functional.interpolate(scaled, size=(size, size), mode="nearest").repeat(1, 3, 1, 1)
+        return imageio.to_uint8(maps)
+
+    size = real.shape[-1]
+    rows = [list(imageio.to_uint8(real)), list(score_map(real_scores, size)), list(imageio.to_uint8(fake)), list(score_map(fake_scores, size))]
+    return imageio.grid(rows)
+
+
+def command_line_string() -> str:
+    return " ".join(shlex.quote(part) for part in ["spriteforge", *sys.argv[1:]])

@@ -1,0 +1,76 @@
+"""Training-time evaluation and pictures: L1 on distinct characters, preview grids, test images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spriteforge import imageio
+
+CHUNK = 64
+
+
+def evaluation_cases(count: int, domains: int, given: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per character a target view and `given` other views, drawn once from `seed` (reproducible)."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.randint(domains, (count,), generator=generator)
+    available = torch.zeros(count, domains, dtype=torch.bool)
+    for row in range(count):
+        others = [d for d in range(domains) if d != targets[row]]
+        order = torch.randperm(len(others), generator=generator)[:given]
+        available[row, [others[i] for i in order]] = True
+    return available, targets
+
+
+@torch.no_grad()
+def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
+    """Mean |generated − real| over RGBA in [-1, 1], one (distinct) character per case."""
+    if len(images) == 0:
+        return float("nan")
+    given = getattr(model, "evaluation_given_views", 1)
+    available, targets = evaluation_cases(len(images), images.shape[1], given, seed)
+    total, pixels = 0.0, 0
+    for start in range(0, len(images), CHUNK):
+        views = images[start : start + CHUNK].to(device)
+        rows = torch.arange(len(views), device=device)
+        target = targets[start : start + CHUNK].to(device)
+        fake = model.impute(views, available[start : start + CHUNK].to(device), target)
+        difference = (fake - views[rows, target]).abs()
+        total += difference.sum().item()
+        pixels += difference.numel()
+    return total / pixels
+
+
+@torch.no_grad()
+def impute_all_views(model, views: torch.Tensor, device) -> torch.Tensor:
+    """For each character and view, that view drawn from all the other views: [B, D, C, H, W]."""
+    views = views.to(device)
+    count, domains = views.shape[:2]
+    outputs = []
+    for target in range(domains):
+        available = torch.ones(count, domains, dtype=torch.bool, device=device)
+        available[:, target] = False
+        outputs.append(model.impute(views, available, torch.full((count,), target, device=device)))
+    return torch.stack(outputs, dim=1)
+
+
+def preview_grid(model, train_views: torch.Tensor, test_views: torch.Tensor, device) -> np.ndarray:
+    """One row per character: its real views, then each view drawn from the others."""
+    views = torch.cat([train_views, test_views]).to(device)
+    generated = impute_all_views(model, views, device)
+    rows = [list(imageio.to_uint8(real)) + list(imageio.to_uint8(fake)) for real, fake in zip(views, generated)]
+    return imageio.grid(rows)
+
+
+@torch.no_grad()
+def test_image_grid(model, character: torch.Tensor, device) -> np.ndarray:
+    """A source × target grid for one character: row s holds every view drawn from view s alone."""
+    views = character.unsqueeze(0).to(device)
+    domains = views.shape[1]
+    rows = [list(imageio.to_uint8(views[0]))]
+    for source in range(domains):
+        available = torch.zeros(1, domains, dtype=torch.bool, device=device)
+        available[0, source] = True
+        row = [imageio.to_uint8(model.impute(views, available, torch.tensor([target], device=device)))[0] for target in range(domains)]
+        rows.append(row)
+    return imageio.grid(rows)
