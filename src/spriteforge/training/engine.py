@@ -121,6 +121,7 @@ class Trainer:
             config["steps"] = math.ceil(config.epochs * len(self.data.train) / config.batch) if config.epochs else DEFAULT_STEPS
         self.total_steps = config.steps
         self.channels = config.output_channels
+        torch.manual_seed(config.seed)  # the initial weights are part of the run's determinism
         self.model = build_model(config, len(self.data.domains), self.channels, config.image_size, self.device)
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
@@ -205,6 +206,7 @@ class Trainer:
                    disable=None, file=sys.stderr)
         started = time.perf_counter()
         early_stopped = False
+        first_step = self.state.step
         try:
             with profiler or nullcontext():
                 while self.state.step < end:
@@ -216,6 +218,11 @@ class Trainer:
                     if profiler is not None and done <= config.profile:
                         profiler.step()
                     bar.update(1)
+                    if bar.disable and (done % log_every == 0 or done == end):
+                        rate = (time.perf_counter() - started) / max(1, done - first_step)
+                        print(f"step {done}/{end} {rate:.2f} s/step, ETA {(end - done) * rate / 60:.1f} min "
+                              + " ".join(f"{k}={v:.4g}" for k, v in losses.items() if k.endswith(("total", "l1"))),
+                              file=sys.stderr, flush=True)
                     if done % log_every == 0 or done == 1:
                         for key, value in losses.items():
                             self.writer.add_scalar(key, value, done)
