@@ -24,6 +24,9 @@ class SpriteModel(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {}
     """Overrides of the option table's defaults for this model."""
     inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
+    """Networks `translate` needs: the best checkpoint and exports hold only these."""
+    evaluation_given_views: ClassVar[int] = 1
+    """How many views training-time L1 evaluation gives the model per case (1 for single-source models)."""
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__()
@@ -61,6 +64,15 @@ class SpriteModel(nn.Module):
     def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""
         raise NotImplementedError
+
+    def test_images(self, character: torch.Tensor, device) -> dict[str, "np.ndarray"]:
+        """Pictures of one test character [D, C, H, W] for `test-images/`: {file-name suffix: RGBA image}.
+
+        Default: a source × target grid (each row: every view drawn from that one view).
+        """
+        from spriteforge.training.evaluation import test_image_grid
+
+        return {"": test_image_grid(self, character, device)}
 
     def debug_discriminator(self, batch: torch.Tensor) -> list[torch.Tensor] | None:
         """Per-example maps of the discriminator's output for real and generated images, or None."""

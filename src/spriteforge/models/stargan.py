@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, init_normal, instance_norm, tiled_one_hot
 
@@ -110,12 +111,8 @@ class PairedStarGAN(SpriteModel):
     def __init__(self, config, domain_count, channels, image_size):
         super().__init__(config, domain_count, channels, image_size)
         if config.generator not in ("resnet", ""):
-            from spriteforge.errors import SpriteForgeError
-
             raise SpriteForgeError(f"--generator {config.generator}: StarGAN's generator is always 'resnet'")
         if image_size % 32:
-            from spriteforge.errors import SpriteForgeError
-
             raise SpriteForgeError("StarGAN needs --image-size divisible by 32 (its discriminator halves it 5 times)")
         self.generator = StarGenerator(channels, domain_count, config.capacity, config.source_domain_aware_generator)
         self.discriminator = StarDiscriminator(channels, domain_count, image_size, config.conditional_discriminator)
@@ -207,8 +204,11 @@ class PairedStarGAN(SpriteModel):
 
     @torch.no_grad()
     def debug_discriminator(self, batch):
+        """Critic scores of real and generated targets; example i targets view i mod domains."""
         rows = torch.arange(batch.shape[0], device=batch.device)
-        source_domain, target_domain = self.choose_sources(torch.ones(batch.shape[:2], dtype=torch.bool), torch.arange(batch.shape[0]) % self.domain_count), torch.arange(batch.shape[0], device=batch.device) % self.domain_count
+        target_domain = rows % self.domain_count
+        everything = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
+        source_domain = self.choose_sources(everything.index_put((rows, target_domain), torch.tensor(False)), target_domain)
         source, target = batch[rows, source_domain], batch[rows, target_domain]
         condition = source if self.config.conditional_discriminator else None
         fake = self.generator(source, target_domain, source_domain)

@@ -32,7 +32,7 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
 from spriteforge.training import checkpoint as ckpt
-from spriteforge.training.evaluation import evaluate_l1, preview_grid, test_image_grid
+from spriteforge.training.evaluation import evaluate_l1, preview_grid
 
 LATEST, BEST = "latest.safetensors", "best.safetensors"
 EVALUATION_LIMIT = 500
@@ -326,9 +326,10 @@ class Trainer:
         self.model.eval()
         test = self.evaluation_set(self.data.test)
         picks = np.linspace(0, len(test) - 1, min(100, len(test))).round().astype(int)
+        at_step = summary.get("best_step", self.state.step)
         for index in picks:
-            image = test_image_grid(self.model, test[index], self.device)
-            imageio.save_png(image, self.run_dir / "test-images" / f"{index:04d}_at_step_{summary.get('best_step', self.state.step)}.png", scale=2)
+            for suffix, image in self.model.test_images(test[index], self.device).items():
+                imageio.save_png(image, self.run_dir / "test-images" / f"{index:04d}_at_step_{at_step}{suffix}.png", scale=2)
         if config.save_model:
             ckpt.save_checkpoint(self.run_dir / "models" / "generator.safetensors", self.model, summary.get("best_step", self.state.step),
                                  include_training_state=False, networks=self.model.inference_networks)

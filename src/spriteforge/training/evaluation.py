@@ -27,7 +27,7 @@ def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
     """Mean |generated − real| over RGBA in [-1, 1], one (distinct) character per case."""
     if len(images) == 0:
         return float("nan")
-    given = getattr(model, "evaluation_given_views", 1)
+    given = model.evaluation_given_views
     available, targets = evaluation_cases(len(images), images.shape[1], given, seed)
     total, pixels = 0.0, 0
     for start in range(0, len(images), CHUNK):
