@@ -30,7 +30,7 @@ def assert_clean_error(result, *fragments):
 @pytest.mark.slow
 def test_train_on_rm2k_then_translate(archives, tmp_path):
     result = run_cli("train", "stargan-paired", "--rm2k", "--no-tran", "--steps", 20, "--evaluate-steps", 10,
-                     "--callback-evaluate-l1", "--save-model", "--log-folder", tmp_path / "out", "--run-string", "e2e", cwd=tmp_path)
+                     "--callback-evaluate-l1", "--callback-debug-discriminator", "--save-model", "--log-folder", tmp_path / "out", "--run-string", "e2e", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "out" / "stargan-paired" / "playground" / "e2e"
     for name in ("configuration.toml", "command-line.txt", "model-description.txt", "summary.json",
@@ -38,6 +38,7 @@ def test_train_on_rm2k_then_translate(archives, tmp_path):
                  "previews/step_000001.png", "previews/step_000010.png", "previews/step_000020.png"):
         assert (run / name).is_file(), name
     assert len(list((run / "test-images").glob("*.png"))) == 32
+    assert (run / "discriminated-images" / "discriminated_test_at_step_20.png").is_file()
     assert list(run.glob("events.out.tfevents.*"))
     assert "generator: 8,446,208 parameters" in (run / "model-description.txt").read_text()
 
@@ -64,7 +65,9 @@ def archives_front_view(tmp_path):
 def test_main_job_on_synthetic_data(tmp_path):
     """The README's quick start in miniature: synthetic data, a few steps, then translate a new character."""
     out = tmp_path / "out"
-    assert main_ok(["train", "stargan-paired", "--steps", "2", "--image-size", "32", "--log-folder", str(out), "--run-string", "quick"])
+    assert main_ok(["train", "stargan-paired", "--steps", "2", "--image-size", "32", "--log-folder", str(out), "--run-string", "quick",
+                    "--profile", "2"])
+    assert list((out / "stargan-paired" / "playground" / "quick" / "profile").iterdir())  # torch.profiler trace
     assert main_ok(["data", "synth", "--out", str(tmp_path / "demo"), "--count", "8", "--seed", "1", "--image-size", "32"])
     front = tmp_path / "demo" / "test" / "2-front" / "0.png"
     assert main_ok(["translate", str(out / "stargan-paired" / "playground" / "quick"), "--front", str(front), "--out", str(tmp_path / "s.png")])

@@ -11,7 +11,7 @@ from spriteforge.data.loading import load_data
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import save_png
 
-from conftest import random_sprite, write_split_folder
+from conftest import random_sprite
 
 
 def test_split_layout_pairs_by_name(split_folder):

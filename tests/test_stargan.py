@@ -121,3 +121,12 @@ def test_checkpoint_of_another_model_or_file_is_refused(tmp_path):
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(Exception, match="not a SpriteForge checkpoint"):
         ckpt.read_checkpoint(junk)
+
+
+def test_rgb_training(tmp_path):
+    trainer = _trainer(tmp_path, "rgb", output_channels=3, input_channels=3, steps=1, callback_evaluate_l1=False)
+    trainer.run()
+    assert trainer.model.generator.layers[0].in_channels == 3 + 8
+    batch = trainer.batch(0)
+    assert batch.shape[2] == 3 and batch.max() <= 1
+    assert (trainer.run_dir / "test-images").is_dir()

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from spriteforge import VIEWS, __version__
 from spriteforge.errors import SpriteForgeError

@@ -153,6 +153,9 @@ def download(dataset: NamedDataset, root: Path) -> Path:
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         raise SpriteForgeError(f"{_missing_message(dataset, root)} (download failed: {error})") from None
+    if dataset.sha256 is not None and sha256_of(destination) != dataset.sha256:
+        destination.unlink()
+        raise SpriteForgeError(f"{dataset.url}: the downloaded file does not match its published SHA-256; it was deleted, try again later")
     return destination
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,7 +66,7 @@ class SpriteModel(nn.Module):
         """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""
         raise NotImplementedError
 
-    def test_images(self, character: torch.Tensor, device) -> dict[str, "np.ndarray"]:
+    def test_images(self, character: torch.Tensor, device) -> dict[str, np.ndarray]:
         """Pictures of one test character [D, C, H, W] for `test-images/`: {file-name suffix: RGBA image}.
 
         Default: a source × target grid (each row: every view drawn from that one view).
