@@ -32,6 +32,8 @@ def test_bad_values_are_rejected():
         resolve_stargan(steps=10, epochs=2)
     with pytest.raises(SpriteForgeError, match="--batch must be positive"):
         resolve_stargan(batch=0)
+    with pytest.raises(SpriteForgeError, match="add --callback-evaluate-l1"):
+        resolve_stargan(callback_early_stop=True)
     with pytest.raises(SpriteForgeError, match="--input-channels must equal"):
         resolve_stargan(input_channels=3)
 

@@ -216,6 +216,8 @@ def _check(config: Config) -> None:
         raise SpriteForgeError("--capacity must be at least 1")
     if config.get("d_steps", 1) < 1:
         raise SpriteForgeError("--d-steps must be at least 1")
+    if config.callback_early_stop and not config.callback_evaluate_l1:
+        raise SpriteForgeError("--callback-early-stop watches the validation L1: add --callback-evaluate-l1")
     if config.callback_evaluate_fid:
         raise SpriteForgeError(
             "--callback-evaluate-fid needs the evaluation suite, which this version does not include yet; "
