@@ -220,6 +220,75 @@ def data_synth(out, count, seed, image_size):
     click.echo(f"wrote {len(splits['train'])} train and {len(splits['test'])} test characters to {out}")
 
 
+# -- evaluate -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--dataset", "datasets", multiple=True, help="dataset name or folder to evaluate on (repeatable; default: the model's own)")
+@click.option("--data-dir", default=None, help="where extracted datasets live")
+@click.option("--split", default="test", type=click.Choice(["test", "validation", "train"]), help="partition of the dataset to use")
+@click.option("--metrics", default="fid,kid,l1,ssim,palette", show_default=True, help="comma-separated: fid, kid, l1, ssim, palette (the pixel-art metrics)")
+@click.option("--baselines/--no-baselines", default=True, help="also run the copy and mirror baselines on the same cases (default: on)")
+@click.option("--limit", default=0, type=click.IntRange(0), help="use only this many characters, evenly spaced (0 = all)")
+@click.option("--batch", default=64, type=click.IntRange(1), help="characters per generator call")
+@click.option("--fid-resize", default="bicubic", type=click.Choice(["bicubic", "nearest"]), help="filter that resizes sprites to 299×299 for Inception")
+@click.option("--fid-background", default="white", type=click.Choice(["white", "black"]), help="background RGBA sprites are composited on for FID/KID")
+@click.option("--image-size", default=None, type=int, help="image size of a folder dataset for the baselines (default 64)")
+@click.option("--seed", default=0, type=int, help="seed of KID's random subsets")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="folder for evaluation.json/.md (default: RUN/evaluation/<dataset>-<split>)")
+@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, batch, fid_resize, fid_background, image_size, seed, out, device):
+    """The 28-case protocol: every target view from every combination of given views (MODEL: run folder,
+    checkpoint, baseline:copy or baseline:mirror); prints the Markdown tables, writes JSON + Markdown."""
+    from spriteforge.evaluation.protocol import evaluate_location, parse_metrics
+
+    def progress(name, done, total):
+        if done % 7 == 0:
+            click.echo(f"{name}: {done}/{total} cases", err=True)
+
+    _, paths, text = evaluate_location(
+        model_path, datasets=list(datasets), data_dir=data_dir, split=split, selected=parse_metrics(metrics), baselines=baselines,
+        limit=limit, batch=batch, device=device, resize=fid_resize, background=fid_background, image_size=image_size, seed=seed,
+        out=out, progress=progress)
+    click.echo(text)
+    click.echo(f"written: {paths[0]} {paths[1]}", err=True)
+
+
+# -- experiment -----------------------------------------------------------------------------------
+@cli.command()
+@click.argument("grid_file", metavar="GRID.toml", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="print each run's command and state; run nothing")
+@click.option("--only", multiple=True, help="run only these: numbers as --dry-run lists them (3, 2-5,7) or name patterns ('rm2k,*capacity-4')")
+@click.option("--output", "output", default=None, type=click.Path(file_okay=False), help="folder for logs, state and results (default: the grid's `output`)")
+@click.option("--evaluate", "evaluate_metrics", default=None, help="after each run, run `spriteforge evaluate` with these metrics (e.g. fid,l1)")
+@click.option("--python", "python", default=None, help="Python interpreter for the runs (default: this one)")
+def experiment(grid_file, dry_run, only, output, evaluate_metrics, python):
+    """Run a grid of trainings (GRID.toml) one after another, resumably, then tabulate their results."""
+    from spriteforge import experiment as runner
+
+    grid = runner.read_grid(grid_file, output=output, python=python)
+    runs = runner.select(grid.runs, only)
+    if evaluate_metrics:
+        from spriteforge.evaluation.protocol import parse_metrics
+
+        parse_metrics(evaluate_metrics)
+    if dry_run:
+        for line in runner.dry_run_lines(grid, runs, python):
+            click.echo(line)
+        try:
+            runner.validate(grid)
+        except SpriteForgeError as error:
+            click.echo(f"warning: {error} (these runs would fail)", err=True)
+        click.echo(f"{len(runs)} of {len(grid.runs)} runs; output in {grid.output}", err=True)
+        return
+    runner.validate(grid)
+    failed = runner.execute(grid, runs, python=python, echo=lambda line: click.echo(line, err=True), evaluate=evaluate_metrics)
+    csv_path, md_path, text = runner.write_results(grid)
+    click.echo(text)
+    click.echo(f"results: {csv_path} {md_path}", err=True)
+    if failed:
+        raise SpriteForgeError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed[:3])}{', …' if len(failed) > 3 else ''}); see {grid.output / 'logs'}, fix, and run the same command again")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning known errors into one line and an exit code."""
     try:

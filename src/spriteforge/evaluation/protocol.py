@@ -1,0 +1,393 @@
+"""The publication protocol: every target view × every combination of given views (28 cases).
+
+For each case the target view of every test character is drawn from the given views; FID and KID
+compare the set of drawn targets with the set of real targets (both through the convention of
+``inception.py``); L1, SSIM and the pixel-art metrics compare each drawn target with its real one.
+Aggregates per number of missing views are plain means over the cases (4 cases with 1 view missing,
+12 with 2, 12 with 3), as in the original's tables. The trivial baselines (copy a given view, mirror
+the other side view) are imputers like any model and run on the same cases.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spriteforge import VIEWS
+from spriteforge.errors import SpriteForgeError
+from spriteforge.evaluation import metrics as m
+
+METRICS = ("fid", "kid", "l1", "ssim", "palette")
+"""Metric groups `--metrics` selects from; `palette` is every pixel-art metric."""
+FEATURE_METRICS = {"fid", "kid"}
+LETTERS = {"back": "b", "left": "l", "front": "f", "right": "r"}
+
+# The fixed source preference of the baselines per target view (back=0, left=1, front=2, right=3):
+# the mirror pose for left/right, the opposite view for back/front, then the adjacent ones.
+PREFERENCE = {0: (2, 1, 3), 1: (3, 2, 0), 2: (0, 1, 3), 3: (1, 2, 0)}
+MIRROR = {1: 3, 3: 1}
+
+
+@dataclass(frozen=True)
+class Case:
+    """Draw view `target` from the views `given`."""
+
+    target: int
+    given: tuple[int, ...]
+    domains: int = 4
+
+    @property
+    def missing(self) -> int:
+        return self.domains - len(self.given)
+
+    def label(self, names: tuple[str, ...]) -> str:
+        return "+".join(LETTERS.get(names[d], names[d]) for d in self.given)
+
+
+def cases(domain_count: int = 4) -> list[Case]:
+    """Per target: single given views, then pairs, …, then all others (28 cases for 4 views)."""
+    result = []
+    for target in range(domain_count):
+        others = [d for d in range(domain_count) if d != target]
+        for size in range(1, len(others) + 1):
+            for given in itertools.combinations(others, size):
+                result.append(Case(target, given, domain_count))
+    return result
+
+
+# -- baselines ------------------------------------------------------------------------------------
+class CopyBaseline:
+    """Returns a given view unchanged: the first available of a fixed preference per target."""
+
+    name = "baseline:copy"
+    flip_mirror = False
+
+    def eval(self):
+        return self
+
+    def to(self, device):
+        return self
+
+    @torch.no_grad()
+    def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if views.shape[1] != 4:
+            raise SpriteForgeError(f"the {self.name} baseline needs the four views {', '.join(VIEWS)}; the data has {views.shape[1]} domains")
+        outputs = []
+        for row in range(len(views)):
+            wanted = int(target[row])
+            order = PREFERENCE[wanted]
+            if self.flip_mirror and wanted in MIRROR and bool(available[row, MIRROR[wanted]]):
+                outputs.append(views[row, MIRROR[wanted]].flip(-1))
+                continue
+            source = next((d for d in order if bool(available[row, d]) and d != wanted), None)
+            if source is None:
+                raise SpriteForgeError(f"{self.name}: no view given for character {row}")
+            outputs.append(views[row, source])
+        return torch.stack(outputs)
+
+
+class MirrorBaseline(CopyBaseline):
+    """Left↔right: the other side view flipped horizontally where given, else the copy baseline."""
+
+    name = "baseline:mirror"
+    flip_mirror = True
+
+
+BASELINES = {"copy": CopyBaseline, "mirror": MirrorBaseline}
+
+
+def baseline(name: str) -> CopyBaseline:
+    key = name.split(":", 1)[1] if name.startswith("baseline:") else name
+    if key not in BASELINES:
+        raise SpriteForgeError(f"unknown baseline '{name}': choose {', '.join('baseline:' + b for b in BASELINES)}")
+    return BASELINES[key]()
+
+
+# -- running --------------------------------------------------------------------------------------
+def parse_metrics(text: str | list[str]) -> tuple[str, ...]:
+    parts = text if isinstance(text, (list, tuple)) else str(text).replace(",", " ").split()
+    if not parts:
+        raise SpriteForgeError(f"--metrics needs at least one of {', '.join(METRICS)}")
+    unknown = [p for p in parts if p not in METRICS]
+    if unknown:
+        raise SpriteForgeError(f"--metrics: unknown metric '{unknown[0]}'; choose from {', '.join(METRICS)} (comma-separated)")
+    return tuple(dict.fromkeys(parts))
+
+
+@torch.no_grad()
+def generate(imputer, views: torch.Tensor, case: Case, device, batch: int = 64) -> torch.Tensor:
+    """The target view of every character drawn from the case's given views: [N, C, H, W] on CPU."""
+    outputs = []
+    for start in range(0, len(views), batch):
+        chunk = views[start : start + batch].to(device)
+        available = torch.zeros(len(chunk), views.shape[1], dtype=torch.bool, device=device)
+        available[:, list(case.given)] = True
+        target = torch.full((len(chunk),), case.target, dtype=torch.long, device=device)
+        masked = chunk * available[:, :, None, None, None]  # a model never sees a view that is not given
+        outputs.append(imputer.impute(masked, available, target).float().cpu())
+    return torch.cat(outputs)
+
+
+def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: tuple[str, ...], extractor=None,
+                 real_features: np.ndarray | None = None, seed: int = 0) -> dict[str, float]:
+    """Every selected metric of one case; fake [N, C, H, W], views [N, D, C, H, W] (floats in [-1, 1])."""
+    real = views[:, case.target]
+    result: dict[str, float] = {}
+    if "l1" in selected:
+        result["l1"] = float(m.l1_per_image(fake, real).mean())
+    if "ssim" in selected:
+        result["ssim"] = float(m.ssim_per_image(fake, real).mean())
+    fake8 = m.to_uint8(fake)
+    if "palette" in selected:
+        views8, real8 = m.to_uint8(views), m.to_uint8(real)
+        available = np.zeros(views.shape[:2], bool)
+        available[:, list(case.given)] = True
+        result["palette"] = _nanmean(m.palette_adherence(fake8, views8, available))
+        counts, truth = m.colour_counts(fake8), m.colour_counts(real8)
+        result["colours"] = float(counts.mean())
+        result["colours_truth"] = float(truth.mean())
+        result["colour_ratio"] = _nanmean(np.where(truth > 0, counts / np.maximum(truth, 1), np.nan))
+        result["alpha_binary"] = float(m.alpha_binarity(fake8).mean())
+        result["iou"] = float(m.silhouette_iou(fake8, real8).mean())
+    if FEATURE_METRICS & set(selected):
+        features = extractor(fake8)
+        if "fid" in selected:
+            result["fid"] = m.frechet_distance(real_features, features)
+        if "kid" in selected:
+            result["kid"], result["kid_std"] = m.kernel_inception_distance(real_features, features, seed=seed)
+    return result
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domains: tuple[str, ...] = VIEWS,
+                 selected: tuple[str, ...] = METRICS, extractor=None, device="cpu", batch: int = 64, seed: int = 0,
+                 progress=None) -> dict:
+    """Run every case for every imputer on characters `images` (uint8 [N, D, H, W, 4]); a JSON-ready report."""
+    from spriteforge.training.engine import to_model_input
+
+    if len(images) < 2:
+        raise SpriteForgeError(f"the protocol needs at least 2 characters, got {len(images)}")
+    if FEATURE_METRICS & set(selected) and extractor is None:
+        from spriteforge.evaluation.inception import InceptionFeatures
+
+        extractor = InceptionFeatures(device=device)
+    views = to_model_input(torch.from_numpy(np.ascontiguousarray(images)), channels)
+    all_cases = cases(views.shape[1])
+    real_features = {}
+    if FEATURE_METRICS & set(selected):
+        for target in range(views.shape[1]):
+            real_features[target] = extractor(m.to_uint8(views[:, target]))
+    systems = {}
+    for name, imputer in imputers.items():
+        started = time.perf_counter()
+        rows = []
+        for index, case in enumerate(all_cases):
+            fake = generate(imputer, views, case, device, batch)
+            row = {"target": domains[case.target], "given": [domains[d] for d in case.given], "missing": case.missing}
+            row.update(case_metrics(fake, views, case, selected, extractor, real_features.get(case.target), seed))
+            rows.append(row)
+            if progress:
+                progress(name, index + 1, len(all_cases))
+        systems[name] = {"cases": rows, "by_missing": aggregate(rows), "seconds": round(time.perf_counter() - started, 1)}
+    report = {
+        "characters": int(len(images)),
+        "domains": list(domains),
+        "channels": channels,
+        "metrics": list(selected),
+        "cases": len(all_cases),
+        "systems": systems,
+    }
+    if extractor is not None and FEATURE_METRICS & set(selected):
+        report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(images)),
+                                    "kid": f"unbiased MMD² (torchmetrics), cubic polynomial kernel, 100 subsets of {min(1000, len(images))}"}
+    return report
+
+
+def aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Plain means of each metric over the cases with the same number of missing views, and over all."""
+    keys = [k for k in rows[0] if k not in ("target", "given", "missing")]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(str(row["missing"]), []).append(row)
+    groups = dict(sorted(groups.items()))
+    groups["all"] = rows
+    return {name: {k: _nanmean([r[k] for r in group]) for k in keys} for name, group in groups.items()}
+
+
+# -- reports --------------------------------------------------------------------------------------
+COLUMNS = [("fid", "FID", "{:.3f}"), ("kid", "KID×10³", "{:.2f}"), ("l1", "L1", "{:.4f}"), ("ssim", "SSIM", "{:.4f}"),
+           ("palette", "palette", "{:.3f}"), ("colour_ratio", "colours/true", "{:.2f}"), ("alpha_binary", "α binary", "{:.3f}"),
+           ("iou", "IoU", "{:.3f}")]
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = fmt.format(value * 1000 if key == "kid" else value)
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.000"
+
+
+def markdown(report: dict, title: str = "") -> str:
+    """The report as Markdown: per-case table of the first system, means per missing count, comparison."""
+    systems = report["systems"]
+    names = list(systems)
+    first = names[0]
+    present = [c for c in COLUMNS if c[0] in systems[first]["cases"][0]]
+    lines = []
+    if title:
+        lines += [f"## {title}", ""]
+    lines.append(f"{report['characters']} characters; metrics: {', '.join(report['metrics'])}.")
+    if "fid_convention" in report:
+        c = report["fid_convention"]
+        lines.append(f"FID/KID: {c['network']}, RGB on {c['background']}, {c['resize']}, {c['input']}, N = {c['samples_per_set']} per set.")
+    lines += ["", f"### {first}: every case", "",
+              "| target | given | missing | " + " | ".join(c[1] for c in present) + " |",
+              "|---|---|---:|" + "---:|" * len(present)]
+    for row in systems[first]["cases"]:
+        given = "+".join(LETTERS.get(g, g) for g in row["given"])
+        lines.append(f"| {row['target']} | {given} | {row['missing']} | " + " | ".join(_cell(row, *c[::2]) for c in present) + " |")
+    lines += ["", "### Means per number of missing views", "",
+              "| system | missing | " + " | ".join(c[1] for c in present) + " |",
+              "|---|---|" + "---:|" * len(present)]
+    for name in names:
+        for group, values in systems[name]["by_missing"].items():
+            lines.append(f"| {name} | {group} | " + " | ".join(_cell(values, *c[::2]) for c in present) + " |")
+    if len(names) > 1:
+        compared = [c for c in present if c[0] in ("fid", "l1")]
+        header = [f"{name} {c[1]}" for c in compared for name in names]
+        lines += ["", "### Every case, all systems", "",
+                  "| target | given | missing | " + " | ".join(header) + " |",
+                  "|---|---|---:|" + "---:|" * len(header)]
+        for index, row in enumerate(systems[first]["cases"]):
+            given = "+".join(LETTERS.get(g, g) for g in row["given"])
+            cells = [_cell(systems[name]["cases"][index], c[0], c[2]) for c in compared for name in names]
+            lines.append(f"| {row['target']} | {given} | {row['missing']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, folder: Path, title: str = "") -> tuple[Path, Path]:
+    from spriteforge.imageio import atomic_write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "evaluation.json", folder / "evaluation.md"
+    with atomic_write(paths[0]) as temporary:
+        temporary.write_text(json.dumps(_finite(report), indent=2) + "\n")
+    with atomic_write(paths[1]) as temporary:
+        temporary.write_text(markdown(report, title))
+    return paths
+
+
+def _finite(value):
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# -- training-time FID (for the engine's --callback-evaluate-fid) -----------------------------------
+@torch.no_grad()
+def evaluate_fid(model, images: torch.Tensor, device, extractor, seed: int = 0, given: int | None = None) -> dict[str, float]:
+    """FID and KID of one evaluation split: distinct characters [N, D, C, H, W] in [-1, 1], per character
+    one seeded target view and `given` other views (the cases of training-time L1); the real set is the
+    same characters' target views. Every channel is used as it should be: RGBA → RGB over the
+    extractor's background (the original mixed channels up as (R, B, A))."""
+    from spriteforge.training.evaluation import evaluation_cases
+
+    given = given or model.evaluation_given_views
+    available, targets = evaluation_cases(len(images), images.shape[1], given, seed)
+    fakes = []
+    for start in range(0, len(images), 64):
+        chunk = images[start : start + 64].to(device)
+        mask = available[start : start + 64].to(device)
+        fakes.append(model.impute(chunk * mask[:, :, None, None, None], mask, targets[start : start + 64].to(device)).float().cpu())
+    fake = torch.cat(fakes)
+    real = images[torch.arange(len(images)), targets].float().cpu()
+    real_features, fake_features = extractor(m.to_uint8(real)), extractor(m.to_uint8(fake))
+    kid, _ = m.kernel_inception_distance(real_features, fake_features, seed=seed)
+    return {"fid": m.frechet_distance(real_features, fake_features), "kid": kid}
+
+
+# -- `spriteforge evaluate` ------------------------------------------------------------------------
+def _run_folder(location: Path) -> Path:
+    """The run folder a checkpoint belongs to (…/RUN/checkpoints/best.safetensors → …/RUN)."""
+    location = location.expanduser()
+    if location.is_dir():
+        return location
+    if location.parent.name in ("checkpoints", "models"):
+        return location.parent.parent
+    return location.parent
+
+
+def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir: str | None = None, split: str = "test",
+                      selected: tuple[str, ...] = METRICS, baselines: bool = True, limit: int = 0, batch: int = 64,
+                      device: str = "cpu", resize: str = "bicubic", background: str = "white", image_size: int | None = None,
+                      seed: int = 0, out: str | Path | None = None, progress=None) -> tuple[dict, tuple[Path, Path], str]:
+    """Load MODEL (run folder, checkpoint, or baseline:copy / baseline:mirror) and its data, run the
+    protocol (with the baselines unless told not to), write evaluation.json/.md; returns them and the Markdown."""
+    from spriteforge.data import registry
+    from spriteforge.data.loading import load_data
+    from spriteforge.options import dataset_sources
+
+    imputers: dict = {}
+    if model.startswith("baseline:"):
+        imputers[model] = baseline(model)
+        channels, domains, size, sources, tests = 4, VIEWS, image_size or 64, list(datasets or ["synthetic"]), None
+        validation_fraction, data_seed = 0.1, 0
+        default_out = Path("evaluation") / model.replace(":", "-")
+    else:
+        from spriteforge.inference import load_for_inference
+
+        network, config = load_for_inference(model, device)
+        imputers[config.model] = network
+        channels, domains, size = config.output_channels, tuple(config.domains), config.image_size
+        if image_size and image_size != size:
+            raise SpriteForgeError(f"--image-size {image_size}: the model was trained at {size}; drop the flag")
+        sources, tests = (list(datasets), None) if datasets else dataset_sources(config)
+        sources = sources or ["synthetic"]
+        data_dir = data_dir or config.data_dir or None
+        validation_fraction, data_seed = config.validation_fraction, config.seed
+        default_out = _run_folder(Path(model)) / "evaluation"
+    if baselines and not model.startswith("baseline:"):
+        if tuple(domains) != VIEWS:
+            raise SpriteForgeError(f"the baselines need the domains {', '.join(VIEWS)}; pass --no-baselines for a model with domains {', '.join(domains)}")
+        for name in BASELINES:
+            imputers[f"baseline:{name}"] = baseline(name)
+    if split not in ("test", "validation", "train"):
+        raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
+    data = load_data(sources, domains=tuple(domains), image_size=size, data_dir=data_dir, seed=data_seed,
+                     validation_fraction=validation_fraction, test_sources=tests)
+    characters = getattr(data, split)
+    images = characters.images
+    if limit and limit < len(images):
+        picks = np.linspace(0, len(images) - 1, limit).round().astype(int)
+        images = images[picks]
+    extractor = None
+    if FEATURE_METRICS & set(selected):
+        from spriteforge.evaluation.inception import InceptionFeatures
+
+        extractor = InceptionFeatures(device=device, resize=resize, background=background)
+    report = run_protocol(imputers, images, channels=channels, domains=tuple(domains), selected=selected, extractor=extractor,
+                          device=device, batch=batch, seed=seed, progress=progress)
+    shown = registry.expand(tests or sources) if split == "test" else registry.expand(sources)
+    dataset_name = "+".join(s if s in registry.NAMED_DATASETS or s == "synthetic" else Path(s).name for s in shown)
+    report = {"model": model, "dataset": dataset_name, "split": split, **report}
+    folder = Path(out) if out else default_out / f"{dataset_name.replace('/', '_')}-{split}"
+    title = f"{model} on {dataset_name} ({split}, {report['characters']} characters)"
+    paths = write_report(report, folder, title)
+    return report, paths, markdown(report, title)
