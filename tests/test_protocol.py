@@ -210,3 +210,31 @@ def test_training_time_fid_helper(extractor):
     result = protocol.evaluate_fid(CopyBaseline(), views, "cpu", extractor, seed=0, given=3)
     assert set(result) == {"fid", "kid"} and np.isfinite(result["fid"])
     assert extractor.computed - before == 10  # 5 real targets and 5 copies of other views
+
+
+def test_training_logs_fid_and_kid_per_split(extractor, tmp_path):
+    from test_stargan import STARGAN, tiny_data
+
+    from spriteforge.options import resolve
+    from spriteforge.training.engine import Trainer
+
+    config = resolve("stargan-paired", STARGAN.uses, STARGAN.defaults, {
+        "steps": 1, "evaluate_steps": 1, "image_size": 32, "callback_evaluate_fid": True,
+        "log_folder": str(tmp_path), "run_string": "fid"})
+    trainer = Trainer(config, data=tiny_data(size=32, count=9))
+    trainer.fid_extractor = extractor  # the module's network, loaded once
+    state = trainer.run()
+    record = state.history[-1]
+    assert {"fid/train", "kid/train", "fid/test", "kid/test"} <= set(record)  # validation has one character: skipped
+    assert all(np.isfinite(record[key]) and record[key] > 0 for key in ("fid/train", "fid/test"))
+    summary = json.loads((trainer.run_dir / "summary.json").read_text())
+    assert summary["last_evaluation"]["fid/test"] == record["fid/test"]
+
+
+def test_fid_callback_without_weights_fails_before_training(monkeypatch):
+    from spriteforge.options import resolve
+
+    monkeypatch.setattr(inception, "_installed_weights", lambda: None)
+    monkeypatch.delenv(inception.ENVIRONMENT, raising=False)
+    with pytest.raises(SpriteForgeError, match="Inception weights"):
+        resolve("stargan-paired", frozenset(), {}, {"callback_evaluate_fid": True})

@@ -71,7 +71,7 @@ OPTIONS: list[Option] = [
     Option("evaluate-steps", int, 1000, "interval of previews, evaluations and checkpoints", common=True),
     Option("checkpoint-steps", int, 0, "interval of 'latest' checkpoints (default: --evaluate-steps)", common=True),
     Option("callback-evaluate-l1", bool, False, "evaluate L1 on validation/test every --evaluate-steps; keep the best", common=True),
-    Option("callback-evaluate-fid", bool, False, "evaluate FID every --evaluate-steps (needs the evaluation suite)", common=True),
+    Option("callback-evaluate-fid", bool, False, "log FID and KID of validation/test drawings every --evaluate-steps (needs the FID weights)", common=True),
     Option("callback-debug-discriminator", bool, False, "save images of the discriminator's outputs", common=True),
     Option("callback-early-stop", bool, False, "stop after --patience evaluations without validation improvement", common=True),
     Option("patience", int, 10, "evaluations without improvement before early stopping", common=True),
@@ -219,10 +219,9 @@ def _check(config: Config) -> None:
     if config.callback_early_stop and not config.callback_evaluate_l1:
         raise SpriteForgeError("--callback-early-stop watches the validation L1: add --callback-evaluate-l1")
     if config.callback_evaluate_fid:
-        raise SpriteForgeError(
-            "--callback-evaluate-fid needs the evaluation suite, which this version does not include yet; "
-            "use --callback-evaluate-l1"
-        )
+        from spriteforge.evaluation.inception import weights_path
+
+        weights_path()  # fail before training, in one line, if the Inception weights are missing
 
 
 def dataset_sources(config: Config) -> tuple[list[str], list[str] | None]:

@@ -135,6 +135,7 @@ class Trainer:
             self.run_dir = self._new_run_dir()
             self._write_run_files(command_line)
         self.writer = None
+        self.fid_extractor = None
 
     # -- run folder -------------------------------------------------------------------------------
     def _new_run_dir(self) -> Path:
@@ -298,11 +299,34 @@ class Trainer:
                 else:
                     self.state.evaluations_without_improvement += 1
                     stop = config.callback_early_stop and self.state.evaluations_without_improvement >= config.patience
+        if config.callback_evaluate_fid:
+            record.update(self._evaluate_fid(step))
         self.state.history.append(record)
         if config.verbose:
             tqdm.write(json.dumps(record))
         self.model.train()
         return stop
+
+    def _evaluate_fid(self, step: int) -> dict[str, float]:
+        """FID and KID of the drawn targets against the real ones, per split, on distinct characters.
+
+        The Inception network is loaded once per run and remembers the real views' features, so
+        later evaluations only pass the newly drawn images through it.
+        """
+        from spriteforge.evaluation.inception import InceptionFeatures
+        from spriteforge.evaluation.protocol import evaluate_fid
+
+        if self.fid_extractor is None:
+            self.fid_extractor = InceptionFeatures(self.device)
+        results = {}
+        for split, characters in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test)):
+            if len(characters) < 2:  # a covariance needs at least two images
+                continue
+            scores = evaluate_fid(self.model, self.evaluation_set(characters), self.device, self.fid_extractor, seed=self.config.seed)
+            for name, value in scores.items():
+                self.writer.add_scalar(f"{name}-evaluation/{split}", value, step)
+                results[f"{name}/{split}"] = round(float(value), 6)
+        return results
 
     def _debug_discriminator(self, step: int) -> None:
         for split, characters in (("train", self.data.train), ("test", self.data.test)):
@@ -318,6 +342,8 @@ class Trainer:
         config = self.config
         best_path = self.run_dir / "checkpoints" / BEST
         summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1)}
+        if self.state.history:
+            summary["last_evaluation"] = self.state.history[-1]
         if best_path.exists():
             tensors, meta = ckpt.read_checkpoint(best_path)
             ckpt.load_weights(self.model, tensors, best_path, self.model.inference_networks)
