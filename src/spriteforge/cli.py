@@ -146,6 +146,30 @@ def translate(model_path, back, left, front, right, out, scale, separate, soft_a
         click.echo(str(path))
 
 
+# -- sample ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("-n", "--count", default=64, type=click.IntRange(1, 4096), show_default=True, help="how many sprites to draw")
+@click.option("--view", default=None, help="draw this view (conditional models only: cdcgan, biggan)")
+@click.option("--seed", default=0, type=int, show_default=True, help="seed of the latent vectors (the same seed draws the same sprites)")
+@click.option("--interpolate", is_flag=True, help="a strip of -n sprites morphing from seed to seed + 1")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="grid PNG to write")
+@click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
+@click.option("--separate", is_flag=True, help="also write one PNG per sprite beside --out")
+@click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
+@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+def sample(model_path, count, view, seed, interpolate, out, scale, separate, soft_alpha, device):
+    """Draw brand-new characters with a sampling model (MODEL: run folder or checkpoint of dcgan …)."""
+    from spriteforge.sampling import sample_files
+
+    if interpolate and count < 2:
+        raise SpriteForgeError("--interpolate needs -n 2 or more")
+    written = sample_files(model_path, Path(out), count=count, view=view, seed=seed, interpolate=interpolate, scale=scale,
+                           separate=separate, binary_alpha=not soft_alpha, device=device)
+    for path in written[:1] + ([f"… and {len(written) - 1} separate PNGs"] if len(written) > 1 else []):
+        click.echo(str(path))
+
+
 # -- data -----------------------------------------------------------------------------------------
 @cli.group()
 def data() -> None:

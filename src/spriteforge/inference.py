@@ -43,3 +43,14 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu")
     model = model_class(meta["model"])(config, shape["domains"], shape["channels"], shape["image_size"])
     ckpt.load_weights(model, tensors, path, model.inference_networks)
     return model.to(device).eval(), config
+
+
+def torch_device(name: str) -> torch.device:
+    """A user's --device value as a torch device, refusing CUDA where there is none (one line)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpriteForgeError(f"--device {name}: not a torch device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpriteForgeError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return device

@@ -94,6 +94,12 @@ OPTIONS: list[Option] = [
     Option("sampler", str, "multi-target", "source/target sampler of StarGAN", choices=("multi-target", "single-target")),
     Option("d-steps", int, 1, "update the generator once every d-steps discriminator updates"),
     Option("adv", str, "lsgan", "adversarial loss", choices=("lsgan", "r3gan")),
+    # sampling models (new characters)
+    Option("latent", int, 84, "size of the latent vector z (DCGAN family)"),
+    Option("feature-maps", int, 48, "base width of the DCGAN generator and discriminator"),
+    Option("loss", str, "bce", "adversarial loss of DCGAN: bce (soft labels) or wasserstein (weight clipping)", choices=("bce", "wasserstein")),
+    Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)"),
+    Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
     Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),
@@ -214,6 +220,9 @@ def _check(config: Config) -> None:
         raise SpriteForgeError("--image-size must be a multiple of 4")
     if config.get("capacity", 1) < 1:
         raise SpriteForgeError("--capacity must be at least 1")
+    for key in ("latent", "feature_maps"):
+        if config.get(key, 1) < 1:
+            raise SpriteForgeError(f"--{BY_KEY[key].name} must be at least 1, got {config[key]}")
     if config.get("d_steps", 1) < 1:
         raise SpriteForgeError("--d-steps must be at least 1")
     if config.callback_early_stop and not config.callback_evaluate_l1:

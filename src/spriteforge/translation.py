@@ -9,7 +9,7 @@ import torch
 
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
-from spriteforge.inference import load_for_inference
+from spriteforge.inference import load_for_inference, torch_device
 
 
 def binarise_alpha(rgba: np.ndarray) -> np.ndarray:
@@ -49,20 +49,17 @@ def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: i
                     binary_alpha: bool = True, device: str = "cpu") -> list[Path]:
     if not given_paths:
         raise SpriteForgeError("give at least one view: --front, --back, --left or --right")
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError:
-        raise SpriteForgeError(f"--device {device}: not a torch device (use cpu, cuda or cuda:N)") from None
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise SpriteForgeError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    model, config = load_for_inference(model_path, torch_device)
+    device = torch_device(device)
+    model, config = load_for_inference(model_path, device)
+    if not model.imputes:
+        raise SpriteForgeError(f"{config.model} draws new characters and cannot draw missing views; use `spriteforge sample`")
     unknown = [name for name in given_paths if name not in config.domains]
     if unknown:
         raise SpriteForgeError(f"this model's views are {', '.join(config.domains)}; it has no '{unknown[0]}' view")
     if len(given_paths) == len(config.domains):
         raise SpriteForgeError("all views are given, so there is nothing to draw; leave out the views you want drawn")
     images = {name: imageio.load_rgba(path, config.image_size) for name, path in given_paths.items()}
-    views = translate_views(model, config, images, binary_alpha, torch_device)
+    views = translate_views(model, config, images, binary_alpha, device)
     written = [imageio.save_png(imageio.grid([views], padding=0), out, scale)]
     if separate:
         for name, image in zip(config.domains, views):

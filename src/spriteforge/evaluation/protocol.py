@@ -323,6 +323,19 @@ def evaluate_fid(model, images: torch.Tensor, device, extractor, seed: int = 0, 
     return {"fid": m.frechet_distance(real_features, fake_features), "kid": kid}
 
 
+@torch.no_grad()
+def evaluate_sample_fid(model, images: torch.Tensor, device, extractor, seed: int = 0) -> dict[str, float]:
+    """FID and KID of a sampling model: as many samples (seeded noise) as there are real images of the
+    split's characters [N, D, C, H, W], against those real images (every view)."""
+    real = images.flatten(0, 1).float()
+    generator = torch.Generator().manual_seed(seed)
+    fakes = [model.sample(model.noise(min(64, len(real) - start), generator, device)).float().cpu()
+             for start in range(0, len(real), 64)]
+    real_features, fake_features = extractor(m.to_uint8(real)), extractor(m.to_uint8(torch.cat(fakes)))
+    kid, _ = m.kernel_inception_distance(real_features, fake_features, seed=seed)
+    return {"fid": m.frechet_distance(real_features, fake_features), "kid": kid}
+
+
 # -- `spriteforge evaluate` ------------------------------------------------------------------------
 def _run_folder(location: Path) -> Path:
     """The run folder a checkpoint belongs to (…/RUN/checkpoints/best.safetensors → …/RUN)."""

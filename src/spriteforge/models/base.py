@@ -26,6 +26,8 @@ class SpriteModel(nn.Module):
     """Overrides of the option table's defaults for this model."""
     inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
     """Networks `translate` needs: the best checkpoint and exports hold only these."""
+    imputes: ClassVar[bool] = True
+    """False for models that draw new characters from noise (DCGAN …): they offer `sample`, not `impute`."""
     evaluation_given_views: ClassVar[int] = 1
     """How many views training-time L1 evaluation gives the model per case (1 for single-source models)."""
 
@@ -65,6 +67,20 @@ class SpriteModel(nn.Module):
     def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""
         raise NotImplementedError
+
+    def preview(self, train_views: torch.Tensor, test_views: torch.Tensor, device) -> np.ndarray:
+        """The preview grid of a few train and test characters [N, D, C, H, W] (default: every view imputed)."""
+        from spriteforge.training.evaluation import preview_grid
+
+        return preview_grid(self, train_views, test_views, device)
+
+    def final_images(self, test_views: torch.Tensor, device) -> dict[str, np.ndarray]:
+        """`test-images/` at the end of training: {file stem: RGBA image} (default: `test_images` per character)."""
+        images = {}
+        for index, character in enumerate(test_views):
+            for suffix, image in self.test_images(character, device).items():
+                images[f"{index:04d}{suffix}"] = image
+        return images
 
     def test_images(self, character: torch.Tensor, device) -> dict[str, np.ndarray]:
         """Pictures of one test character [D, C, H, W] for `test-images/`: {file-name suffix: RGBA image}.

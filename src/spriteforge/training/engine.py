@@ -32,7 +32,7 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
 from spriteforge.training import checkpoint as ckpt
-from spriteforge.training.evaluation import evaluate_l1, preview_grid
+from spriteforge.training.evaluation import evaluate_l1
 
 LATEST, BEST = "latest.safetensors", "best.safetensors"
 EVALUATION_LIMIT = 500
@@ -123,6 +123,8 @@ class Trainer:
         self.channels = config.output_channels
         torch.manual_seed(config.seed)  # the initial weights are part of the run's determinism
         self.model = build_model(config, len(self.data.domains), self.channels, config.image_size, self.device)
+        if config.callback_evaluate_l1 and not self.model.imputes:
+            raise SpriteForgeError(f"--callback-evaluate-l1 measures imputed views; {config.model} draws new characters (use --callback-evaluate-fid)")
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
         )
@@ -274,7 +276,7 @@ class Trainer:
         """Preview, optional L1 evaluation and best checkpoint; returns True to stop early."""
         config = self.config
         self.model.eval()
-        preview = preview_grid(self.model, self.evaluation_set(self.data.train)[:3], self.evaluation_set(self.data.test)[:3], self.device)
+        preview = self.model.preview(self.evaluation_set(self.data.train)[:3], self.evaluation_set(self.data.test)[:3], self.device)
         imageio.save_png(preview, self.run_dir / "previews" / f"step_{step:06d}.png", scale=2)
         self.writer.add_image("preview", preview, step, dataformats="HWC")
         if config.callback_debug_discriminator:
@@ -314,7 +316,7 @@ class Trainer:
         later evaluations only pass the newly drawn images through it.
         """
         from spriteforge.evaluation.inception import InceptionFeatures
-        from spriteforge.evaluation.protocol import evaluate_fid
+        from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
 
         if self.fid_extractor is None:
             self.fid_extractor = InceptionFeatures(self.device)
@@ -322,7 +324,11 @@ class Trainer:
         for split, characters in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test)):
             if len(characters) < 2:  # a covariance needs at least two images
                 continue
-            scores = evaluate_fid(self.model, self.evaluation_set(characters), self.device, self.fid_extractor, seed=self.config.seed)
+            views = self.evaluation_set(characters)
+            if self.model.imputes:
+                scores = evaluate_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
+            else:
+                scores = evaluate_sample_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
             for name, value in scores.items():
                 self.writer.add_scalar(f"{name}-evaluation/{split}", value, step)
                 results[f"{name}/{split}"] = round(float(value), 6)
@@ -353,9 +359,8 @@ class Trainer:
         test = self.evaluation_set(self.data.test)
         picks = np.linspace(0, len(test) - 1, min(100, len(test))).round().astype(int)
         at_step = summary.get("best_step", self.state.step)
-        for index in picks:
-            for suffix, image in self.model.test_images(test[index], self.device).items():
-                imageio.save_png(image, self.run_dir / "test-images" / f"{index:04d}_at_step_{at_step}{suffix}.png", scale=2)
+        for stem, image in self.model.final_images(test[picks], self.device).items():
+            imageio.save_png(image, self.run_dir / "test-images" / f"{stem}_at_step_{at_step}.png", scale=2)
         if config.save_model:
             ckpt.save_checkpoint(self.run_dir / "models" / "generator.safetensors", self.model, summary.get("best_step", self.state.step),
                                  include_training_state=False, networks=self.model.inference_networks)

@@ -1,0 +1,204 @@
+"""DCGAN: brand-new characters from noise (the TinyHero "modified DCGAN", with its flaws fixed).
+
+Every view of every training character is one training image, so any paired dataset (or the
+built-in synthetic set) trains it. Architecture (related systems §1.3): transposed convs doubling
+4×4 up to the image size, BatchNorm + ReLU, tanh; the discriminator mirrors it with LeakyReLU 0.2,
+dropout after its first and third blocks, BatchNorm from the second block.
+
+Fixed relative to the TinyHero notebook:
+* soft labels stay inside [0, 1] (real ~ U[1 − s, 1], fake ~ U[0, s]; the notebook used real
+  targets up to 1.05, which BCE is not defined for), and the loss works on logits (stable BCE);
+* `--loss wasserstein` really trains a WGAN (critic without sigmoid, weights clipped to ±0.01, the
+  critic stepped `--d-steps` times per generator step); the notebook defined it and never used it;
+* nothing is lost: checkpoints, preview grids and TensorBoard like every SpriteForge model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spriteforge import imageio
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models.base import SpriteModel
+
+WEIGHT_CLIP = 0.01
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The DCGAN tutorial's initialisation: convs N(0, 0.02), BatchNorm γ ~ N(1, 0.02), β = 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)
+
+
+def doublings(image_size: int) -> int:
+    """Number of ×2 stages between the 4×4 seed and the image (64 → 4)."""
+    stages = int(round(math.log2(image_size / 4))) if image_size >= 8 else 0
+    if image_size < 16 or 4 * 2**stages != image_size:
+        raise SpriteForgeError(f"--image-size {image_size}: DCGAN needs a power of two of at least 16 (e.g. 32, 64, 128)")
+    return stages
+
+
+class DCGenerator(nn.Module):
+    """z [B, latent] (+ an optional condition vector) → image [B, C, H, W] in [-1, 1]."""
+
+    def __init__(self, latent: int, channels: int, image_size: int, feature_maps: int, condition: int = 0):
+        super().__init__()
+        stages = doublings(image_size)
+        width = feature_maps * 2 ** (stages - 1)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent + condition, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
+        for _ in range(stages - 1):
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is not None:
+            noise = torch.cat([noise, condition], dim=1)
+        return self.layers(noise[:, :, None, None])
+
+
+class DCDiscriminator(nn.Module):
+    """image → (real/fake logit [B], features [B, width, 4, 4]); dropout after blocks 1 and 3."""
+
+    def __init__(self, channels: int, image_size: int, feature_maps: int, dropout: float):
+        super().__init__()
+        stages = doublings(image_size)
+        layers: list[nn.Module] = []
+        cin, width = channels, feature_maps
+        for index in range(stages):
+            layers.append(nn.Conv2d(cin, width, 4, 2, 1, bias=False))
+            if index > 0:
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.LeakyReLU(0.2, True))
+            if index in (0, 2) and dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            cin, width = width, width * 2
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(cin, 1, 4, 1, 0, bias=False)
+        self.width = cin
+        dcgan_init(self)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(image)
+        return self.head(features).flatten(), features
+
+
+def as_images(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, D, C, H, W] characters → [B·D, C, H, W] single images and their view indices."""
+    count, domains = batch.shape[:2]
+    views = torch.arange(domains, device=batch.device).repeat(count)
+    return batch.flatten(0, 1), views
+
+
+class DCGAN(SpriteModel):
+    name = "dcgan"
+    imputes = False
+    uses = frozenset({"latent", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial"})
+    # TinyHero's notebook: latent 84, base width 48, lr 2e-4, 64 images a batch (16 characters × 4 views).
+    defaults = {"latent": 84, "feature-maps": 48, "lr": 2e-4, "batch": 16, "lr-decay": "none", "d-steps": 1}
+
+    def __init__(self, config, domain_count, channels, image_size):
+        super().__init__(config, domain_count, channels, image_size)
+        if not 0 <= config.label_smoothing < 0.5:
+            raise SpriteForgeError(f"--label-smoothing must be in [0, 0.5), got {config.label_smoothing}")
+        if not 0 <= config.d_dropout < 1:
+            raise SpriteForgeError(f"--d-dropout must be in [0, 1), got {config.d_dropout}")
+        self.latent_size = config.latent
+        self.generator = DCGenerator(config.latent, channels, image_size, config.feature_maps)
+        self.discriminator = DCDiscriminator(channels, image_size, config.feature_maps, config.d_dropout)
+        self.make_optimizer("generator", self.generator, config.lr)
+        self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+
+    # -- sampling -----------------------------------------------------------------------------------
+    def noise(self, count: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+        return torch.randn(count, self.latent_size, generator=generator).to(device)
+
+    @torch.no_grad()
+    def sample(self, noise: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for the given latent vectors; an unconditional model refuses a view."""
+        if views is not None:
+            raise SpriteForgeError("this model is unconditional: it cannot draw a chosen view (train cdcgan for --view)")
+        return self.generator(noise)
+
+    def impute(self, views, available, target):
+        raise SpriteForgeError(f"{self.name} draws new characters from noise and cannot draw missing views; use `spriteforge sample`")
+
+    # -- training -----------------------------------------------------------------------------------
+    def _labels(self, count: int, real: bool, device) -> torch.Tensor:
+        smoothing = self.config.label_smoothing
+        spread = torch.rand(count, device=device) * smoothing
+        return 1.0 - spread if real else spread
+
+    def train_step(self, batch, step, progress):
+        config = self.config
+        real, _ = as_images(batch)
+        count = real.shape[0]
+        wasserstein = config.loss == "wasserstein"
+        fake = self.generator(self.noise(count, device=real.device))
+
+        real_scores, _ = self.discriminator(real)
+        fake_scores, _ = self.discriminator(fake.detach())
+        if wasserstein:
+            d_loss = fake_scores.mean() - real_scores.mean()
+        else:
+            d_loss = (F.binary_cross_entropy_with_logits(real_scores, self._labels(count, True, real.device))
+                      + F.binary_cross_entropy_with_logits(fake_scores, self._labels(count, False, real.device)))
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["discriminator"].step()
+        if wasserstein:
+            with torch.no_grad():
+                for parameter in self.discriminator.parameters():
+                    parameter.clamp_(-WEIGHT_CLIP, WEIGHT_CLIP)
+        losses = {"discriminator/total": d_loss.item(),
+                  "discriminator/real-score": real_scores.mean().item(), "discriminator/fake-score": fake_scores.mean().item()}
+        if step % config.d_steps:
+            return losses
+
+        for parameter in self.discriminator.parameters():
+            parameter.requires_grad_(False)
+        scores, _ = self.discriminator(fake)
+        for parameter in self.discriminator.parameters():
+            parameter.requires_grad_(True)
+        g_adversarial = -scores.mean() if wasserstein else F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
+        g_loss = config.lambda_adversarial * g_adversarial
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["generator"].step()
+        losses.update({"generator/adversarial": g_adversarial.item(), "generator/total": g_loss.item()})
+        return losses
+
+    # -- pictures -----------------------------------------------------------------------------------
+    def preview(self, train_views, test_views, device) -> np.ndarray:
+        """A fixed-noise grid (the same 32 latent vectors at every preview), then 8 real images."""
+        generator = torch.Generator().manual_seed(0)
+        fakes = imageio.to_uint8(self.sample(self.noise(32, generator, device)))
+        reals = imageio.to_uint8(train_views.flatten(0, 1)[:8])
+        rows = [list(fakes[start : start + 8]) for start in range(0, 32, 8)] + [list(reals)]
+        return imageio.grid(rows)
+
+    def final_images(self, test_views, device) -> dict[str, np.ndarray]:
+        generator = torch.Generator().manual_seed(1)
+        fakes = imageio.to_uint8(self.sample(self.noise(64, generator, device)))
+        return {"samples": imageio.grid([list(fakes[start : start + 8]) for start in range(0, 64, 8)])}
+
+    @torch.no_grad()
+    def debug_discriminator(self, batch):
+        real, _ = as_images(batch[:2])
+        fake = self.sample(self.noise(len(real), device=batch.device))
+        real_scores, _ = self.discriminator(real)
+        fake_scores, _ = self.discriminator(fake)
+        return [real, fake, real_scores[:, None, None, None], fake_scores[:, None, None, None]]
