@@ -77,6 +77,9 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE) -> tuple[np.nd
         raise SpriteForgeError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise SpriteForgeError(f"{path}: is a folder; give an image file") from None
+    except Image.DecompressionBombError:
+        raise SpriteForgeError(f"{path}: image is too large to decode safely (over {MAX_DECODE_PIXELS // 1_000_000} "
+                               f"megapixels); downscale it first (nearest-neighbour) to at most {max_side}x{max_side}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise SpriteForgeError(f"{path}: not a readable image ({error}); re-export it as PNG") from None
     factor = -(-max(array.shape[:2]) // max_side)
