@@ -173,10 +173,15 @@ def downscale(rgba: np.ndarray, size: int) -> np.ndarray:
     mode, count = _row_mode(packed)
     mode_rgba = _unpack(mode)
     flat = (count >= blocks.shape[1] / 4) & (mode != 0xFFFFFFFF)
-    colour = np.where(opaque[..., None], blocks[..., :3].astype(np.float32), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-transparent blocks: NaN, discarded below
-        median = np.nanmedian(colour, axis=1)
+    median = np.zeros((len(blocks), 3), np.float32)
+    whole = opaque.all(axis=1)  # the common case; nanmedian (slow) only for blocks on the silhouette's edge
+    median[whole] = np.median(blocks[whole][..., :3], axis=1)
+    mixed = ~whole & keep & ~flat
+    if mixed.any():
+        colour = np.where(opaque[mixed][..., None], blocks[mixed][..., :3].astype(np.float32), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median[mixed] = np.nanmedian(colour, axis=1)
     out = np.zeros((out_h * out_w, 4), np.uint8)
     out[:, :3] = np.where(flat[:, None], mode_rgba[:, :3], np.nan_to_num(np.round(median)).astype(np.uint8))
     out[:, 3] = 255
@@ -200,7 +205,9 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def _squared_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    return ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    """[N, K] squared Euclidean distances as |p|² - 2 p·c + |c|² (one matrix product, no [N, K, 3] temporary)."""
+    distances = (points**2).sum(axis=1)[:, None] - 2 * points @ centres.T + (centres**2).sum(axis=1)[None, :]
+    return np.maximum(distances, 0)
 
 
 def kmeans_palette(colours: np.ndarray, weights: np.ndarray, count: int, seed: int = 0, iterations: int = 50) -> np.ndarray:
