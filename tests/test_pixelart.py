@@ -213,6 +213,8 @@ def test_large_sides_are_reduced_without_blending(tmp_path):
     imageio.save_png(picture, tmp_path / "long.png")
     image, factor = imageio.load_image(tmp_path / "long.png")
     assert factor == 2 and image.shape == (20, 2500, 4) and opaque_colours(image) <= {(255, 0, 0), (0, 0, 255)}
+    result = pixelart.pixelate_file(tmp_path / "long.png", tmp_path / "out.png", size=100)
+    assert result.describe().startswith("5000x40 (read at 1/2") and result.image.shape[1] == 100
 
 
 def huge_png_header(path, width=40000, height=40000):

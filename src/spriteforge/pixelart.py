@@ -362,12 +362,17 @@ class Pixelated:
     palette: np.ndarray
     grid: Grid | None
     source_size: tuple[int, int]
+    reduced_by: int = 1
+    """The loader's integer reduction of a huge picture (1: read as is)."""
 
     def describe(self) -> str:
         height, width = self.image.shape[:2]
         how = (f"pixel grid {self.grid.cell}px at offset ({self.grid.offset_x}, {self.grid.offset_y})" if self.grid
                else "no pixel grid found, mode/median downscale")
-        return f"{self.source_size[1]}x{self.source_size[0]} -> {width}x{height} ({how}), {len(self.palette)} colours"
+        source = f"{self.source_size[1]}x{self.source_size[0]}"
+        if self.reduced_by > 1:
+            source += f" (read at 1/{self.reduced_by}: over {imageio.MAX_SIDE} px)"
+        return f"{source} -> {width}x{height} ({how}), {len(self.palette)} colours"
 
 
 def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.ndarray | None = None, clean: bool = False,
@@ -404,8 +409,11 @@ def pixelate_file(source: str | Path, out: str | Path, size: int = 64, colours: 
     palette = read_palette(palette_file) if palette_file else None
     if indexed and palette is not None and len(palette) > 255:
         raise SpriteForgeError(f"{palette_file}: {len(palette)} colours do not fit an indexed PNG (255 at most)")
-    rgba, _ = imageio.load_image(source)
+    rgba, reduced_by = imageio.load_image(source)
     result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background, seed=seed)
+    if reduced_by > 1:
+        result.source_size = (rgba.shape[0] * reduced_by, rgba.shape[1] * reduced_by)
+        result.reduced_by = reduced_by
     if indexed:
         imageio.save_indexed_png(result.image, out, scale=scale, palette=palette if palette is not None else result.palette)
     else:
