@@ -125,7 +125,7 @@ def _unpack(packed: np.ndarray) -> np.ndarray:
 
 
 def _row_mode(values: np.ndarray) -> np.ndarray:
-    """Most common value of each row of [N, K] (ties: the smallest), vectorised by sorting."""
+    """Most common value of each row of [N, K] (ties: the smallest) and its count, vectorised by sorting."""
     ordered = np.sort(values, axis=1)
     starts = np.ones(ordered.shape, bool)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
@@ -377,7 +377,7 @@ class Pixelated:
 
 def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.ndarray | None = None, clean: bool = False,
              outline: bool = False, background: str | None = None, seed: int = 0) -> Pixelated:
-    """Turn a picture (uint8 RGBA) into clean pixel art; see the module docstring for the steps.
+    """Turn a picture (uint8 RGBA) into clean pixel art: background, alpha, grid or downscale, palette, clean-up.
 
     With a grid, the result has one pixel per art pixel whatever `size`; without one, the longest side
     becomes `size`. `palette` ([N, 3]) replaces k-means (then `colours` is not used). `outline` cleans too.
