@@ -1,4 +1,4 @@
-"""The `spriteforge` command: train, translate and data.
+"""The `spriteforge` command: train, translate, pixelate and data.
 
 Every user-facing problem surfaces as one `error: …` line and a non-zero exit, never a traceback.
 """
@@ -168,6 +168,29 @@ def sample(model_path, count, view, seed, interpolate, out, scale, separate, sof
                            separate=separate, binary_alpha=not soft_alpha, device=device)
     for path in written[:1] + ([f"… and {len(written) - 1} separate PNGs"] if len(written) > 1 else []):
         click.echo(str(path))
+
+
+# -- pixelate -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(1, 4096), help="longest side when no pixel grid is found")
+@click.option("--colors", "colors", default=16, show_default=True, type=click.IntRange(1, 255), help="palette size (k-means in CIELAB)")
+@click.option("--palette", "palette_file", type=click.Path(dir_okay=False), help="use this palette instead: a PNG (its opaque colours) or hex lines")
+@click.option("--outline", is_flag=True, help="remove stray pixels, fill pinholes and add a 1-px outline in the darkest colour")
+@click.option("--clean", is_flag=True, help="remove stray pixels and fill pinholes only")
+@click.option("--background", type=click.Choice(["none", "auto"]), default="none", show_default=True, help="auto: a uniform border colour becomes transparent")
+@click.option("--indexed", is_flag=True, help="write a palette (P-mode) PNG, index 0 transparent")
+@click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNG")
+@click.option("--seed", default=0, type=int, help="k-means seed")
+def pixelate(image, out, size, colors, palette_file, outline, clean, background, indexed, scale, seed):
+    """Clean pixel art from IMAGE: snap to its pixel grid (or downscale), limit the palette, binarise alpha."""
+    from spriteforge.pixelart import pixelate_file
+
+    result = pixelate_file(image, out, size=size, colours=colors, palette_file=palette_file, clean=clean, outline=outline,
+                           indexed=indexed, scale=scale, background=None if background == "none" else background, seed=seed)
+    click.echo(f"{image}: {result.describe()}", err=True)
+    click.echo(out)
 
 
 # -- data -----------------------------------------------------------------------------------------

@@ -47,6 +47,48 @@ def load_rgba(path: str | os.PathLike, expected_size: int | None = None) -> np.n
     return array
 
 
+MAX_SIDE = 4096
+"""Pictures with a longer side are reduced on loading by `load_image`: pixel art never needs more."""
+
+MAX_DECODE_PIXELS = 8192 * 8192
+"""Refuse to decode beyond this (256 MiB of RGBA): checked from the header, so a bomb never hangs us."""
+
+
+def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE) -> tuple[np.ndarray, int]:
+    """Load any picture (PNG, JPEG, palette, grey, 16-bit) as uint8 RGBA [H, W, 4], of any size.
+
+    Unlike `load_rgba` (sprites of a known size), this is for user pictures. A side over `max_side`
+    is reduced by an integer factor, taking each block's centre pixel (exact colours, no blending);
+    returns the image and that factor (1 when untouched). Fully transparent pixels become (0, 0, 0, 0).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_DECODE_PIXELS:
+                raise SpriteForgeError(
+                    f"{path}: image is {width}x{height}, too large to decode safely (limit {MAX_DECODE_PIXELS // 1_000_000} "
+                    f"megapixels); downscale it first (nearest-neighbour) to at most {max_side}x{max_side}"
+                )
+            array = _to_rgba_array(image)
+    except SpriteForgeError:
+        raise
+    except FileNotFoundError:
+        raise SpriteForgeError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise SpriteForgeError(f"{path}: is a folder; give an image file") from None
+    except Image.DecompressionBombError:
+        raise SpriteForgeError(f"{path}: image is too large to decode safely (over {MAX_DECODE_PIXELS // 1_000_000} "
+                               f"megapixels); downscale it first (nearest-neighbour) to at most {max_side}x{max_side}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise SpriteForgeError(f"{path}: not a readable image ({error}); re-export it as PNG") from None
+    factor = -(-max(array.shape[:2]) // max_side)
+    if factor > 1:
+        array = np.ascontiguousarray(array[factor // 2 :: factor, factor // 2 :: factor])
+    array[array[..., 3] == 0] = 0
+    return array, factor
+
+
 def _to_rgba_array(image: Image.Image) -> np.ndarray:
     """Convert any Pillow mode to uint8 RGBA, keeping tRNS transparency and scaling 16-bit to 8-bit."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -116,6 +158,49 @@ def save_png(rgba: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Path:
     with atomic_write(path) as temporary:
         image.save(temporary, format="PNG")
     return path
+
+
+def save_indexed_png(rgba: np.ndarray, path: str | os.PathLike, scale: int = 1, palette: np.ndarray | None = None) -> Path:
+    """Write a palette (P-mode) PNG: index 0 is transparent, 1… the opaque colours, exactly.
+
+    Game engines and pixel editors keep palettes as indices; `palette` ([N, 3] uint8) fixes their
+    order (default: the image's colours, sorted). Alpha must be binary; at most 255 opaque colours.
+    """
+    path = Path(path)
+    rgba = np.ascontiguousarray(rgba, dtype=np.uint8)
+    opaque = rgba[..., 3] == 255
+    if not np.all(opaque | (rgba[..., 3] == 0)):
+        raise SpriteForgeError(f"{path}: an indexed PNG needs binary alpha (0 or 255)")
+    colours = np.unique(rgba[opaque][:, :3], axis=0)
+    if palette is None:
+        palette = colours
+    else:  # keep the given order, dropping repeats
+        palette = np.asarray(palette, np.uint8).reshape(-1, 3)
+        palette = palette[np.sort(np.unique(palette, axis=0, return_index=True)[1])]
+    if len(palette) > 255:
+        raise SpriteForgeError(f"{path}: {len(palette)} colours do not fit an indexed PNG (255 at most); lower --colors")
+    keys = _pack_rgb(palette)
+    order = np.argsort(keys)
+    pixel_keys = _pack_rgb(rgba[..., :3])
+    position = np.clip(np.searchsorted(keys[order], pixel_keys), 0, max(len(keys) - 1, 0))
+    if len(keys) == 0:
+        indices = np.zeros(rgba.shape[:2], np.uint8)
+    else:
+        found = keys[order][position] == pixel_keys
+        if not np.all(found | ~opaque):
+            raise SpriteForgeError(f"{path}: the image has colours outside the palette; quantise it first")
+        indices = np.where(opaque, order[position] + 1, 0).astype(np.uint8)
+    indices = upscale(indices[..., None], scale)[..., 0]
+    image = Image.frombytes("P", (indices.shape[1], indices.shape[0]), np.ascontiguousarray(indices).tobytes())
+    image.putpalette(np.concatenate([[0, 0, 0], palette.reshape(-1)]).astype(np.uint8).tobytes(), "RGB")
+    with atomic_write(path) as temporary:
+        image.save(temporary, format="PNG", transparency=0)
+    return path
+
+
+def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, np.uint32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 class atomic_write:
