@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.stargan import PairedStarGAN
 
-MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN,)}
+MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, CollaGAN)}
 
 
 def model_class(name: str) -> type[SpriteModel]:
