@@ -153,9 +153,10 @@ def _trainer(tmp_path, name, **given):
 
 
 def test_resume_is_bit_identical(tmp_path):
-    straight = _trainer(tmp_path, "straight")
+    straight = _trainer(tmp_path, "straight", callback_debug_discriminator=True)
     straight.run()
-    interrupted = _trainer(tmp_path, "interrupted")
+    assert (straight.run_dir / "discriminated-images" / "discriminated_test_at_step_2.png").is_file()
+    interrupted = _trainer(tmp_path, "interrupted", callback_debug_discriminator=True)
     interrupted.run(stop_at=1)
     resumed = Trainer(interrupted.config, resume=interrupted.run_dir, data=tiny_data())
     assert resumed.state.step == 1

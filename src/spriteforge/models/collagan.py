@@ -335,6 +335,16 @@ class CollaGAN(SpriteModel):
                        "discriminator/total": d_loss.item()})
         return result
 
+    @torch.no_grad()
+    def debug_discriminator(self, batch):
+        """LSGAN scores of real and generated targets; example i draws view i mod D from the others."""
+        rows = torch.arange(batch.shape[0], device=batch.device)
+        target = rows % self.domain_count
+        available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
+        available[rows, target] = False
+        real, fake = batch[rows, target], self.impute(batch, available, target)
+        return [real, fake, self.discriminator(real)[0], self.discriminator(fake)[0]]
+
     # -- pictures -----------------------------------------------------------------------------------
     def test_images(self, character, device):
         """Grids for 1, 2 and 3 missing views: per row the given views, the generated ones, the truth."""
