@@ -186,3 +186,27 @@ def test_cli_train_then_translate_from_two_views(tmp_path):
     assert np.array_equal(sheet[:, 64:96], imageio.load_rgba(front, 32))
     colours = {tuple(c) for path in (front, left) for c in imageio.load_rgba(path, 32).reshape(-1, 4)}
     assert {tuple(c) for c in sheet[:, :32].reshape(-1, 4)} <= colours | {(0, 0, 0, 0)}
+
+
+@pytest.mark.parametrize("replacer", ["forward", "dropout"])
+def test_cycle_inputs(replacer):
+    model = make(cycled_source_replacer=replacer)
+    batch = torch.rand(1, 4, 4, 8, 8)
+    kept = torch.tensor([[True, False, False, True]])  # target 2, view 1 dropped
+    fake = torch.full((1, 4, 8, 8), 7.0)
+    views, cycle_kept, cycle_target, source = model.cycle_inputs(batch, kept, torch.tensor([2]), fake)
+    assert cycle_target.tolist() == [0, 1, 3] and source.tolist() == [0, 0, 0]
+    expected_kept = [[False, False, True, True], [True, False, True, True], [True, False, True, False]]
+    if replacer == "dropout":  # every empty slot of the forward input receives the fake
+        expected_kept = [[False, True, True, True], [True, False, True, True], [True, True, True, False]]
+        assert torch.equal(views[:, 1], fake.expand(3, -1, -1, -1))
+    assert cycle_kept.tolist() == expected_kept
+    assert torch.equal(views[:, 2], fake.expand(3, -1, -1, -1)) and torch.equal(views[:, 0], batch[:, 0].expand(3, -1, -1, -1))
+
+
+def test_soft_quantisation_tends_to_the_hard_one():
+    images = torch.rand(2, 4, 8, 8) * 2 - 1
+    palette, valid = torch.rand(2, 5, 4) * 2 - 1, torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    hard = losses.quantize(images, palette, valid, 0.0, hard=True)
+    assert torch.allclose(losses.quantize(images, palette, valid, 1e-6, hard=False), hard, atol=1e-4)
+    assert not torch.isin(hard[1].flatten(), palette[1, 3:].flatten()).any()  # padding is never chosen
