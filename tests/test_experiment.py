@@ -138,12 +138,11 @@ def test_stargan_selection_example():
     assert len(combos) == 12 and len({r.run_dir for r in grid.runs}) == 12
 
 
-def test_collagan_example_expands_but_needs_the_model():
+def test_collagan_example_expands_and_validates():
     grid = runner.read_grid(EXAMPLES / "collagan-input-dropout.toml")
     assert [r.params["input-dropout"] for r in grid.runs] == ["none", "original", "curriculum", "aggressive", "balanced", "conservative"]
     assert grid.runs[5].name == "input-dropout-conservative,cycled-source-replacer-forward"
-    with pytest.raises(SpriteForgeError, match="collagan"):
-        runner.validate(grid)
+    runner.validate(grid)
 
 
 def test_merge_order_and_adhoc_alternatives(tmp_path):
@@ -325,14 +324,16 @@ def test_evaluate_after_each_run_and_only(tmp_path, fake_python, monkeypatch, ca
 
 
 def test_dry_run_of_an_invalid_model_warns(tmp_path, capsys):
-    main(["experiment", str(EXAMPLES / "collagan-input-dropout.toml"), "--dry-run", "--output", str(tmp_path / "x"), "--only", "6"])
+    grid_file = tmp_path / "unknown-model.toml"
+    grid_file.write_text((EXAMPLES / "collagan-input-dropout.toml").read_text().replace('model = "collagan"', 'model = "collagan-x"'))
+    main(["experiment", str(grid_file), "--dry-run", "--output", str(tmp_path / "x"), "--only", "6"])
     captured = capsys.readouterr()
-    assert "train collagan" in captured.out and "--input-dropout conservative" in captured.out
-    assert "warning:" in captured.err and "unknown model 'collagan'" in captured.err
+    assert "train collagan-x" in captured.out and "--input-dropout conservative" in captured.out
+    assert "warning:" in captured.err and "unknown model 'collagan-x'" in captured.err
     assert not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
-        main(["experiment", str(EXAMPLES / "collagan-input-dropout.toml"), "--output", str(tmp_path / "x")])
-    assert "unknown model 'collagan'" in capsys.readouterr().err
+        main(["experiment", str(grid_file), "--output", str(tmp_path / "x")])
+    assert "unknown model 'collagan-x'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.dcgan import DCGAN
 from spriteforge.models.stargan import PairedStarGAN
 
-MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, DCGAN)}
+MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, CollaGAN, DCGAN)}
 
 
 def model_class(name: str) -> type[SpriteModel]:

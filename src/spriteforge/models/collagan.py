@@ -1,0 +1,378 @@
+"""CollaGAN / MDIGAN: draw a missing view from any subset of the other views (§4.2–4.5 of the reference).
+
+One generator takes all view slots at once (missing ones are zeros) plus the target one-hot, and is
+trained with a forward L1 to the target and a collaborative cycle: each given view is re-drawn from
+the others with the forward fake in the target slot. Fixed relative to the original:
+* the input-dropout sampler draws each example's mask from the valid masks for its own target (the
+  target is always dropped) and the curriculum never asks for more missing views than exist;
+* palettes are rounded (not truncated) to uint8 and never contain the grey of empty slots;
+* masked (dropped) views add nothing to the cycle SSIM (the original added the constant log 2);
+* --lambda-regularization is the effective coefficient of Σw² (the original multiplied it by 0.01).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spriteforge import imageio
+from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models import losses
+from spriteforge.models.base import SpriteModel
+from spriteforge.models.blocks import init_normal, instance_norm, tiled_one_hot
+
+# P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
+DROPOUT_PROBABILITIES = {
+    "none": (1.0, 0.0, 0.0),
+    "original": (1 / 3, 1 / 3, 1 / 3),
+    "aggressive": (0.1, 0.3, 0.6),
+    "balanced": (0.14, 0.43, 0.43),
+    "conservative": (0.6, 0.3, 0.1),
+}
+
+
+def dropout_probabilities(strategy: str, progress: float) -> tuple[float, ...]:
+    """P(k = 1, 2, 3) at training progress t; the curriculum goes 1 → 2 → 3 dropped, then balanced."""
+    if strategy != "curriculum":
+        return DROPOUT_PROBABILITIES[strategy]
+    for stage, limit in enumerate((1 / 6, 1 / 3, 1 / 2)):
+        if progress < limit:
+            return tuple(1.0 if k == stage else 0.0 for k in range(3))
+    return DROPOUT_PROBABILITIES["balanced"]
+
+
+def sample_kept_views(target: torch.Tensor, domains: int, strategy: str, progress: float) -> torch.Tensor:
+    """Per example, which views stay given ([B, D] bool): the target and k − 1 random others dropped.
+
+    k follows the strategy's table (clipped to the D − 1 views that can be dropped); given k, the
+    dropped others are a uniformly random subset. Uses the global torch RNG (resume-safe).
+    """
+    probabilities = torch.tensor(dropout_probabilities(strategy, progress)[: domains - 1], dtype=torch.float64)
+    count = len(target)
+    dropped_count = torch.multinomial(probabilities / probabilities.sum(), count, replacement=True) + 1  # k
+    rows = torch.arange(count)
+    scores = torch.rand(count, domains)
+    scores[rows, target.cpu()] = 2.0  # the target sorts last among the candidates
+    rank = scores.argsort(1).argsort(1)
+    dropped = rank < (dropped_count - 1)[:, None]
+    dropped[rows, target.cpu()] = True
+    return (~dropped).to(target.device)
+
+
+def conv_block(cin: int, cout: int) -> list[nn.Module]:
+    """3×3 conv with bias, InstanceNorm (eps 1e-3 like the original), ReLU."""
+    return [nn.Conv2d(cin, cout, 3, padding=1), instance_norm(cout, eps=1e-3), nn.ReLU()]
+
+
+class EncoderBranch(nn.Module):
+    """One view slot's encoder: [2 convs] at each of 4 scales, 2×2 stride-2 downs, bottleneck 16f."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        widths = [width * 2**level for level in range(4)]
+        self.stages = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        cin = in_channels
+        for w in widths:
+            self.stages.append(nn.Sequential(*conv_block(cin, w), *conv_block(w, w)))
+            self.downs.append(nn.Conv2d(w, 2 * w, 2, stride=2, bias=False))
+            cin = 2 * w
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        skips = []
+        for stage, down in zip(self.stages, self.downs):
+            x = stage(x)
+            skips.append(x)
+            x = down(x)
+        return x, skips
+
+
+class AffluentGenerator(nn.Module):
+    """CollaGAN's multi-branch U-Net: one encoder per view slot, one decoder with every branch's skips."""
+
+    def __init__(self, channels: int, domains: int, capacity: int):
+        super().__init__()
+        width = 16 * capacity
+        self.domains = domains
+        self.branches = nn.ModuleList(EncoderBranch(channels + domains, width) for _ in range(domains))
+        bottom = 16 * width
+        self.bottleneck = nn.Sequential(*conv_block(domains * bottom, bottom), *conv_block(bottom, bottom))
+        self.ups = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        cin = bottom
+        for level in reversed(range(4)):
+            w = width * 2**level
+            self.ups.append(nn.ConvTranspose2d(cin, w, 2, stride=2, bias=False))
+            self.stages.append(nn.Sequential(*conv_block((domains + 1) * w, w), *conv_block(w, w)))
+            cin = w
+        self.to_image = nn.Conv2d(width, channels, 1, bias=False)
+        init_normal(self)
+
+    def forward(self, views: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """views [B, D, C, H, W] with missing slots zeroed, target [B] → image [B, C, H, W] in [-1, 1]."""
+        condition = tiled_one_hot(target, self.domains, views.shape[-2:])
+        bottoms, skips = [], []
+        for slot, branch in enumerate(self.branches):
+            bottom, branch_skips = branch(torch.cat([views[:, slot], condition], dim=1))
+            bottoms.append(bottom)
+            skips.append(branch_skips)
+        x = self.bottleneck(torch.cat(bottoms, dim=1))
+        for index, (up, stage) in enumerate(zip(self.ups, self.stages)):
+            level = 3 - index
+            x = stage(torch.cat([up(x), *(branch_skips[level] for branch_skips in skips)], dim=1))
+        return torch.tanh(self.to_image(x))
+
+    def kernels(self):
+        return [m.weight for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+class CollaDiscriminator(nn.Module):
+    """Image-only: 4×4 stride-2 convs (64…2048, LeakyReLU 0.3, no norm) to 1², dropout, LSGAN + domain heads."""
+
+    def __init__(self, channels: int, domains: int, image_size: int):
+        super().__init__()
+        layers, cin, size = [], channels, image_size
+        for level in range(6):
+            if size < 2:
+                break
+            layers += [nn.Conv2d(cin, 64 * 2**level, 4, 2, 1, bias=False), nn.LeakyReLU(0.3)]
+            cin, size = 64 * 2**level, size // 2
+        self.body = nn.Sequential(*layers, nn.Dropout(0.5))
+        self.patch = nn.Conv2d(cin, 1, 3, padding=1)
+        self.classes = nn.Conv2d(cin, domains, 1)
+        init_normal(self)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(image)
+        return self.patch(features), self.classes(features).mean((2, 3))
+
+
+def temperature_at(config, progress: float) -> float:
+    """The palette temperature at progress t for --annealing (reference §4.4), floored at 1e-8."""
+    t0, kind = config.temperature, config.annealing
+    if kind == "none":
+        value = t0
+    elif kind == "linear":
+        value = t0 * (1 - progress)
+    else:
+        cycles = max(4, (config.steps or 0) // 4000)
+        wave = 0.85 * t0 + 0.15 * t0 * math.cos(2 * math.pi * cycles * progress)
+        value = (1 - progress) ** (4 if kind == "expcosine" else 1) * wave
+    return max(value, 1e-8)
+
+
+def perturb_hsv(images: torch.Tensor) -> torch.Tensor:
+    """One random HSV shift (hue ±0.4, saturation ±0.1, value ±0.15) for all views of a batch, [-1, 1]."""
+    shift = (torch.rand(3) * 2 - 1) * torch.tensor([0.4, 0.1, 0.15])
+    rgb = (images[:, :, :3] + 1) / 2
+    hue, saturation, value = rgb_to_hsv(rgb)
+    shifted = hsv_to_rgb(torch.remainder(hue + shift[0], 1.0), (saturation + shift[1]).clamp(0, 1), (value + shift[2]).clamp(0, 1))
+    result = images.clone()
+    result[:, :, :3] = shifted * 2 - 1
+    if images.shape[2] == 4:
+        transparent = images[:, :, 3:4] <= -1
+        result[:, :, :3] = torch.where(transparent, torch.full_like(shifted, -1.0), result[:, :, :3])
+    return result
+
+
+class CollaGAN(SpriteModel):
+    """MDIGAN (SBGames'24): CollaGAN with input dropout and the forward cycled-source replacer.
+
+    Training-time L1 (and so model selection) gives the other three views, as the original's did
+    (random target, 3 poses given): this keeps checkpoints comparable with the published ones, and
+    the 1-missing case is the one every input-dropout strategy trains on.
+    """
+
+    name = "collagan"
+    evaluation_given_views = 3
+    uses = frozenset({
+        "capacity", "lambda-adversarial", "lambda-l1", "lambda-l1-backward", "lambda-ssim", "lambda-domain",
+        "lambda-palette", "lambda-histogram", "lambda-regularization", "input-dropout", "cycled-source-replacer",
+        "palette-quantization", "annealing", "temperature", "perturb-palette",
+    })
+    # The paper's MDIGAN settings except capacity, which is 1 so it trains on a CPU (4 in the paper).
+    defaults = {
+        "capacity": 1, "lambda-l1": 100.0, "lambda-l1-backward": 10.0, "lambda-ssim": 10.0, "lambda-domain": 10.0,
+        "lambda-palette": 0.0, "lambda-histogram": 0.0, "lambda-regularization": 0.0,
+        "input-dropout": "conservative", "cycled-source-replacer": "forward",
+    }
+
+    def __init__(self, config, domain_count, channels, image_size):
+        super().__init__(config, domain_count, channels, image_size)
+        if image_size % 16:
+            raise SpriteForgeError("collagan needs --image-size divisible by 16 (its encoders halve it 4 times)")
+        if not 0 <= config.perturb_palette <= 1:
+            raise SpriteForgeError(f"--perturb-palette is a probability, got {config.perturb_palette}")
+        if config.temperature <= 0:
+            raise SpriteForgeError(f"--temperature must be positive, got {config.temperature}")
+        if config.lambda_palette > 0 and not config.palette_quantization:
+            raise SpriteForgeError("--lambda-palette needs --palette-quantization (it measures palette use)")
+        self.generator = AffluentGenerator(channels, domain_count, config.capacity)
+        self.discriminator = CollaDiscriminator(channels, domain_count, image_size)
+        self.make_optimizer("generator", self.generator, config.lr)
+        self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(self, views, kept, target, palette=None, temperature: float = 0.0, hard: bool = False):
+        """G on views with every slot not `kept` zeroed, then (if given) the palette quantisation."""
+        image = self.generator(views * kept[:, :, None, None, None].to(views.dtype), target)
+        if palette is not None:
+            image = losses.quantize(image, *palette, temperature=temperature, hard=hard)
+        return image
+
+    @torch.no_grad()
+    def impute(self, views, available, target):
+        palette = losses.palettes_of(views, available) if self.config.palette_quantization else None
+        return self.generate(views, available, target, palette, hard=True)
+
+    # -- training ------------------------------------------------------------------------------------
+    def cycle_inputs(self, batch, kept, target, fake):
+        """For each example and each view j ≠ target: the slots and target for re-drawing j.
+
+        `forward`: the forward fake fills the target slot only; `dropout`: every slot that was empty in
+        the forward input. Slot j is then emptied. Returns (views, kept, target, source index, j).
+        """
+        count, domains = kept.shape
+        rows = torch.arange(count, device=batch.device)
+        receives = torch.zeros_like(kept)
+        receives[rows, target] = True
+        if self.config.cycled_source_replacer == "dropout":
+            receives = ~kept
+        filled = torch.where(receives[:, :, None, None, None], fake.unsqueeze(1).expand_as(batch), batch)
+        present = kept | receives
+        others = torch.stack([torch.tensor([d for d in range(domains) if d != t]) for t in target.tolist()]).to(batch.device)
+        source = rows.repeat_interleave(domains - 1)
+        view = others.flatten()
+        cycle_kept = present[source].clone()
+        cycle_kept[torch.arange(len(source), device=batch.device), view] = False
+        return filled[source], cycle_kept, view, source
+
+    def train_step(self, batch, step, progress):
+        config = self.config
+        count, domains = batch.shape[:2]
+        rows = torch.arange(count, device=batch.device)
+        if config.perturb_palette > 0 and torch.rand(()) < config.perturb_palette:
+            batch = perturb_hsv(batch)
+        target = torch.randint(domains, (count,), device=batch.device)
+        kept = sample_kept_views(target, domains, config.input_dropout, progress)
+        real_target = batch[rows, target]
+
+        temperature = temperature_at(config, progress)
+        palette = None
+        if config.palette_quantization:  # the character's own colours, target included (as the original)
+            palette = losses.palettes_of(batch, torch.ones_like(kept))
+        fake = self.generate(batch, kept, target, palette, temperature)
+        cycle_views, cycle_kept, cycle_target, source = self.cycle_inputs(batch, kept, target, fake)
+        cycle_palette = (palette[0][source], palette[1][source]) if palette is not None else None
+        cycled = self.generate(cycle_views, cycle_kept, cycle_target, cycle_palette, temperature)
+        real_cycled = batch[source, cycle_target]
+        cycled_was_given = kept[source, cycle_target]
+        given_count = cycled_was_given.sum().clamp_min(1)
+
+        # Generator: fool D, be classified as the asked view, match the target, close the cycle.
+        n = domains
+        for parameter in self.discriminator.parameters():
+            parameter.requires_grad_(False)
+        fake_scores, fake_logits = self.discriminator(fake)
+        cycled_scores, cycled_logits = self.discriminator(cycled)
+        for parameter in self.discriminator.parameters():
+            parameter.requires_grad_(True)
+        g_adversarial = (((fake_scores - 1) ** 2).mean() + (n - 1) * ((cycled_scores - 1) ** 2).mean()) / n
+        g_domain = (F.cross_entropy(fake_logits, target) + (n - 1) * F.cross_entropy(cycled_logits, cycle_target)) / n
+        g_l1 = (fake - real_target).abs().mean()
+        cycled_l1 = (cycled - real_cycled).abs().flatten(1).mean(1)
+        g_l1_backward = (cycled_l1 * cycled_was_given).sum() / given_count
+        g_ssim = (losses.ssim_loss(cycled, real_cycled) * cycled_was_given).sum() / given_count
+        g_loss = (
+            config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1
+            + config.lambda_l1_backward * g_l1_backward + config.lambda_ssim * g_ssim + config.lambda_domain * g_domain
+        )
+        result = {
+            "generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item(), "generator/l1": g_l1.item(),
+            "generator/l1-backward": g_l1_backward.item(), "generator/ssim-backward": g_ssim.item(),
+        }
+        if palette is not None:
+            result["generator/temperature"] = temperature
+            if config.lambda_palette > 0:
+                coverage = (losses.palette_coverage_loss(fake, *palette, temperature)
+                            + losses.palette_coverage_loss(cycled, *cycle_palette, temperature))
+                g_loss = g_loss + config.lambda_palette * coverage
+                result["generator/palette"] = coverage.item()
+        if config.lambda_histogram > 0:
+            histogram = losses.histogram_loss(fake, real_target)
+            g_loss = g_loss + config.lambda_histogram * histogram
+            result["generator/histogram"] = histogram.item()
+        if config.lambda_regularization > 0:
+            regularization = sum((kernel**2).sum() for kernel in self.generator.kernels())
+            g_loss = g_loss + config.lambda_regularization * regularization
+            result["generator/regularization"] = regularization.item()
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["generator"].step()
+        result["generator/total"] = g_loss.item()
+
+        # Discriminator, on the same generated images: real target and views vs fake and cycled.
+        real_scores, _ = self.discriminator(real_target)
+        fake_scores, _ = self.discriminator(fake.detach())
+        source_scores, source_logits = self.discriminator(batch.flatten(0, 1))
+        cycled_scores, _ = self.discriminator(cycled.detach())
+        d_adversarial = (
+            ((real_scores - 1) ** 2).mean() + (fake_scores**2).mean()
+            + n * (((source_scores - 1) ** 2).mean() + (cycled_scores**2).mean())
+        ) / (n + 1)
+        d_domain = F.cross_entropy(source_logits, torch.arange(domains, device=batch.device).repeat(count))
+        d_loss = d_adversarial + config.lambda_domain * d_domain
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["discriminator"].step()
+        result.update({"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item(),
+                       "discriminator/total": d_loss.item()})
+        return result
+
+    @torch.no_grad()
+    def debug_discriminator(self, batch):
+        """LSGAN scores of real and generated targets; example i draws view i mod D from the others."""
+        rows = torch.arange(batch.shape[0], device=batch.device)
+        target = rows % self.domain_count
+        available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
+        available[rows, target] = False
+        real, fake = batch[rows, target], self.impute(batch, available, target)
+        return [real, fake, self.discriminator(real)[0], self.discriminator(fake)[0]]
+
+    # -- pictures -----------------------------------------------------------------------------------
+    def test_images(self, character, device):
+        """Grids for 1, 2 and 3 missing views: per row the given views, the generated ones, the truth."""
+        domains = character.shape[0]
+        return {f"_missing-{missing}": missing_views_grid(self, character, device, missing)
+                for missing in range(1, domains)}
+
+
+@torch.no_grad()
+def missing_views_grid(model, character: torch.Tensor, device, missing: int) -> np.ndarray:
+    """One row per choice of `missing` views: given views (blanks), given + generated, the truth."""
+    views = character.unsqueeze(0).to(device)
+    domains = views.shape[1]
+    truth = imageio.to_uint8(views[0])
+    blank = np.zeros_like(truth[0])
+    combos = list(itertools.combinations(range(domains), missing))
+    pairs = [(index, slot) for index, combo in enumerate(combos) for slot in combo]
+    available = torch.ones(len(pairs), domains, dtype=torch.bool, device=device)
+    for row, (index, _) in enumerate(pairs):
+        available[row, list(combos[index])] = False
+    target = torch.tensor([slot for _, slot in pairs], device=device)
+    generated = imageio.to_uint8(model.impute(views.expand(len(pairs), -1, -1, -1, -1), available, target))
+    rows = []
+    for index, combo in enumerate(combos):
+        given = [blank if d in combo else truth[d] for d in range(domains)]
+        drawn = [truth[d] for d in range(domains)]
+        for row, (pair_index, slot) in enumerate(pairs):
+            if pair_index == index:
+                drawn[slot] = generated[row]
+        rows.append(given + drawn + list(truth))
+    return imageio.grid(rows)
