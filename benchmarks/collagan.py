@@ -8,29 +8,10 @@ networks' updates. Usage: python benchmarks/collagan.py [--steps 3] [--capacitie
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import torch
 
-from spriteforge.models import model_class
-from spriteforge.options import resolve
-
-
-def peak_cpu_memory_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def build(capacity: int, device: torch.device, **given):
-    cls = model_class("collagan")
-    config = resolve("collagan", cls.uses, cls.defaults, {"capacity": capacity, "steps": 1000, **given})
-    torch.manual_seed(0)
-    return cls(config, 4, 4, 64).to(device)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from common import build, devices, machine_line, time_calls, time_training
 
 
 def sprite_batch(batch: int, device: torch.device) -> torch.Tensor:
@@ -43,40 +24,18 @@ def sprite_batch(batch: int, device: torch.device) -> torch.Tensor:
     return images.to(device)
 
 
-def bench_training(capacity: int, batch: int, steps: int, device: torch.device, **given) -> dict:
-    model = build(capacity, device, **given)
-    images = sprite_batch(batch, device)
-    model.train_step(images, 0, 0.0)  # warm-up (allocations, kernel selection)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    synchronize(device)
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        model.train_step(images, step, step / 1000)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
-    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_cpu_memory_mib()
-    return {"ms_per_step": seconds * 1000, "images_per_s": batch / seconds, "peak_mib": memory}
-
-
-@torch.no_grad()
-def bench_translate(capacity: int, device: torch.device, repeats: int, **given) -> float:
+def translate_latency(capacity: int, device: torch.device, repeats: int, **given) -> float:
     """Milliseconds to draw the two missing views of one character from its front and left views."""
-    model = build(capacity, device, **given).eval()
+    model = build("collagan", device, capacity=capacity, **given).eval()
     views = sprite_batch(1, device)
     available = torch.tensor([[False, True, True, False]], device=device)
 
+    @torch.no_grad()
     def once():
         for target in (0, 3):
             model.impute(views, available, torch.tensor([target], device=device))
 
-    once()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        once()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats * 1000
+    return time_calls(once, repeats, device)
 
 
 def main() -> None:
@@ -86,18 +45,17 @@ def main() -> None:
     parser.add_argument("--capacities", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=5, help="translate repetitions")
     args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    print(machine_line())
     print()
     print("| device | capacity | batch | palette | ms/step | images/s | peak memory (MiB) | translate ms/character |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
-    for device in devices:
+    for device in devices():
         for capacity in args.capacities:
             for palette in (False, True):
                 given = {"palette_quantization": palette}
-                row = bench_training(capacity, args.batch, args.steps, device, **given)
-                latency = bench_translate(capacity, device, args.repeats, **given)
+                model = build("collagan", device, capacity=capacity, **given)
+                row = time_training(model, sprite_batch(args.batch, device), args.steps, device)
+                latency = translate_latency(capacity, device, args.repeats, **given)
                 print(f"| {device.type} | {capacity} | {args.batch} | {'on' if palette else 'off'} | {row['ms_per_step']:.0f} | "
                       f"{row['images_per_s']:.2f} | {row['peak_mib']:.0f} | {latency:.1f} |", flush=True)
     print()
