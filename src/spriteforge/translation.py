@@ -57,7 +57,7 @@ def model_palette(palette: np.ndarray, channels: int) -> torch.Tensor:
 @torch.no_grad()
 def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: bool = True, device="cpu",
                     palette: np.ndarray | None = None) -> list[np.ndarray]:
-    """Return every domain's view (uint8 RGBA): the given ones unchanged, the others generated.
+    """Return every domain's view (uint8 RGBA): the given ones as given, the others generated.
 
     With `palette` ([N, 3] uint8) every view, given ones included, uses only those colours: a
     palette-quantising model draws with them directly, and every view is then snapped to the nearest
