@@ -135,13 +135,18 @@ def train(model, config_file, resume, **values):
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
 @click.option("--separate", is_flag=True, help="also write one PNG per view beside --out")
 @click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
+@click.option("--palette-from", type=click.Path(dir_okay=False), default=None,
+              help="force a palette (PNG: its opaque pixels' colours; or a text file, one #rrggbb per line; ≤ 256 colours): "
+                   "collagan --palette-quantization draws with it, other models' views are snapped to it (nearest RGB), given views too")
+@click.option("--indexed", is_flag=True, help="write indexed (P-mode) PNGs with the exact palette, index 0 transparent (≤ 255 colours)")
 @click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-def translate(model_path, back, left, front, right, out, scale, separate, soft_alpha, device):
+def translate(model_path, back, left, front, right, out, scale, separate, soft_alpha, palette_from, indexed, device):
     """Draw the missing views of a character from the views given (MODEL: run folder or checkpoint)."""
     from spriteforge.translation import translate_files
 
     given = {name: path for name, path in zip(VIEWS, (back, left, front, right)) if path}
-    written = translate_files(model_path, given, Path(out), scale=scale, separate=separate, binary_alpha=not soft_alpha, device=device)
+    written = translate_files(model_path, given, Path(out), scale=scale, separate=separate, binary_alpha=not soft_alpha, device=device,
+                              palette_from=palette_from, indexed=indexed)
     for path in written:
         click.echo(str(path))
 

@@ -21,9 +21,48 @@ def binarise_alpha(rgba: np.ndarray) -> np.ndarray:
     return result
 
 
+MAX_PALETTE = 256
+
+
+def read_forced_palette(path) -> np.ndarray:
+    """`--palette-from FILE`: [N, 3] uint8 colours (a PNG's opaque pixels or hex lines), 1 to 256 of them."""
+    from spriteforge.pixelart import read_palette
+
+    palette = read_palette(path)
+    if len(palette) > MAX_PALETTE:
+        raise SpriteForgeError(f"{path}: {len(palette)} colours; a palette has at most {MAX_PALETTE}")
+    return palette
+
+
+def snap_to_palette(rgba: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Binarise alpha, then move every opaque pixel to its nearest palette colour (squared RGB distance)."""
+    result = binarise_alpha(rgba)
+    opaque = result[..., 3] == 255
+    if opaque.any():
+        colours, inverse = np.unique(result[opaque][:, :3], axis=0, return_inverse=True)
+        distances = ((colours[:, None, :].astype(np.int64) - np.asarray(palette, np.int64)[None]) ** 2).sum(-1)
+        result[opaque, :3] = np.asarray(palette, np.uint8)[distances.argmin(1)][inverse.reshape(-1)]
+    return result
+
+
+def model_palette(palette: np.ndarray, channels: int) -> torch.Tensor:
+    """Forced RGB colours as a model palette [K, C] in [-1, 1]; with alpha, opaque plus fully transparent."""
+    colours = np.asarray(palette, np.float32)
+    if channels == 4:
+        colours = np.concatenate([np.concatenate([colours, np.full((len(colours), 1), 255, np.float32)], 1),
+                                  np.zeros((1, 4), np.float32)])
+    return torch.from_numpy(colours) / 127.5 - 1
+
+
 @torch.no_grad()
-def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: bool = True, device="cpu") -> list[np.ndarray]:
-    """Return every domain's view (uint8 RGBA): the given ones unchanged, the others generated."""
+def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: bool = True, device="cpu",
+                    palette: np.ndarray | None = None) -> list[np.ndarray]:
+    """Return every domain's view (uint8 RGBA): the given ones as given, the others generated.
+
+    With `palette` ([N, 3] uint8) every view, given ones included, uses only those colours: a
+    palette-quantising model draws with them directly, and every view is then snapped to the nearest
+    palette colour in RGB with alpha binarised (which is what happens for any other model).
+    """
     domains = list(config.domains)
     size = config.image_size
     views = np.zeros((1, len(domains), size, size, 4), np.uint8)
@@ -34,21 +73,49 @@ def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: b
     from spriteforge.training.engine import to_model_input
 
     inputs = to_model_input(torch.from_numpy(views), config.output_channels).to(device)
+    forced = {}
+    if palette is not None and model.quantizes_palette:
+        forced["palette"] = model_palette(palette, config.output_channels).to(device)
     result = []
     for index in range(len(domains)):
         if available[0, index]:
             result.append(views[0, index])
             continue
-        fake = model.impute(inputs, available.to(device), torch.tensor([index], device=device))
+        fake = model.impute(inputs, available.to(device), torch.tensor([index], device=device), **forced)
         image = imageio.to_uint8(fake)[0]
         result.append(binarise_alpha(image) if binary_alpha else image)
+    if palette is not None:
+        result = [snap_to_palette(image, palette) for image in result]
     return result
 
 
+def indexed_palette(sheet: np.ndarray, palette: np.ndarray | None, out: Path) -> np.ndarray:
+    """The colours of `--indexed` output: the forced palette in its file's order when it fits (≤ 255,
+    index 0 being transparent), else the sheet's own opaque colours; refuses more than 255."""
+    used = np.unique(sheet[sheet[..., 3] == 255][:, :3], axis=0)
+    if palette is not None:
+        palette = np.asarray(palette, np.uint8)
+        if len(palette) <= 255:
+            return palette
+        used = palette[np.isin(imageio._pack_rgb(palette), imageio._pack_rgb(used))]
+    if len(used) > 255:
+        raise SpriteForgeError(f"{out}: the sheet has {len(used)} opaque colours, more than the 255 an indexed PNG holds; "
+                               "force a palette with --palette-from FILE or use a palette-quantising model (collagan --palette-quantization)")
+    return used
+
+
 def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: int = 1, separate: bool = False,
-                    binary_alpha: bool = True, device: str = "cpu") -> list[Path]:
+                    binary_alpha: bool = True, device: str = "cpu", palette_from: str | Path | None = None,
+                    indexed: bool = False) -> list[Path]:
+    """Draw the missing views and write the sheet (and with `separate` one file per view).
+
+    `palette_from`: force a palette (see `translate_views`); `indexed`: write P-mode PNGs, index 0 transparent.
+    """
     if not given_paths:
         raise SpriteForgeError("give at least one view: --front, --back, --left or --right")
+    if not binary_alpha and (indexed or palette_from is not None):
+        raise SpriteForgeError(f"--soft-alpha cannot be combined with {'--indexed' if indexed else '--palette-from'}, which needs binary alpha")
+    palette = read_forced_palette(palette_from) if palette_from is not None else None
     device = torch_device(device)
     model, config = load_for_inference(model_path, device)
     if not model.imputes:
@@ -59,9 +126,15 @@ def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: i
     if len(given_paths) == len(config.domains):
         raise SpriteForgeError("all views are given, so there is nothing to draw; leave out the views you want drawn")
     images = {name: imageio.load_rgba(path, config.image_size) for name, path in given_paths.items()}
-    views = translate_views(model, config, images, binary_alpha, device)
-    written = [imageio.save_png(imageio.grid([views], padding=0), out, scale)]
+    views = translate_views(model, config, images, binary_alpha, device, palette)
+    sheet = imageio.grid([views], padding=0)
+    if indexed:
+        colours = indexed_palette(sheet, palette, out)
+        save = lambda image, path: imageio.save_indexed_png(image, path, scale, palette=colours)
+    else:
+        save = lambda image, path: imageio.save_png(image, path, scale)
+    written = [save(sheet, out)]
     if separate:
         for name, image in zip(config.domains, views):
-            written.append(imageio.save_png(image, out.with_name(f"{out.stem}-{name}{out.suffix or '.png'}"), scale))
+            written.append(save(image, out.with_name(f"{out.stem}-{name}{out.suffix or '.png'}")))
     return written

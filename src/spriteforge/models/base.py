@@ -63,6 +63,9 @@ class SpriteModel(nn.Module):
         raise NotImplementedError
 
     # -- inference --------------------------------------------------------------------------------
+    #: True when `impute` accepts `palette=` and draws only its colours (collagan --palette-quantization).
+    quantizes_palette = False
+
     @torch.no_grad()
     def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""

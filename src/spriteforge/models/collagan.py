@@ -226,8 +226,18 @@ class CollaGAN(SpriteModel):
             image = losses.quantize(image, *palette, temperature=temperature, hard=hard)
         return image
 
+    @property
+    def quantizes_palette(self) -> bool:
+        return bool(self.config.palette_quantization)
+
     @torch.no_grad()
-    def impute(self, views, available, target):
+    def impute(self, views, available, target, palette: torch.Tensor | None = None):
+        """Draw the targets; with --palette-quantization every pixel is a colour of the given views, or of
+        `palette` ([K, C] in [-1, 1], e.g. from `translate --palette-from`) when one is forced."""
+        if palette is not None:
+            palette = palette.to(views)
+            forced = (palette[None].expand(len(views), -1, -1), torch.ones(len(views), len(palette), dtype=torch.bool, device=views.device))
+            return self.generate(views, available, target, forced, hard=True)
         palette = losses.palettes_of(views, available) if self.config.palette_quantization else None
         return self.generate(views, available, target, palette, hard=True)
 
