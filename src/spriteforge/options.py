@@ -94,6 +94,8 @@ OPTIONS: list[Option] = [
     Option("sampler", str, "multi-target", "source/target sampler of StarGAN", choices=("multi-target", "single-target")),
     Option("d-steps", int, 1, "update the generator once every d-steps discriminator updates"),
     Option("adv", str, "lsgan", "adversarial loss", choices=("lsgan", "r3gan")),
+    Option("source", str, "front", "the view a pairwise model (Pix2Pix) draws from (a --domains name)"),
+    Option("target", str, "right", "the view a pairwise model (Pix2Pix) draws (a --domains name)"),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
     Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.pix2pix import Pix2Pix
 from spriteforge.models.stargan import PairedStarGAN
+from spriteforge.models.stargan_unpaired import UnpairedStarGAN
 
-MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN,)}
+MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, UnpairedStarGAN, Pix2Pix)}
 
 
 def model_class(name: str) -> type[SpriteModel]:
