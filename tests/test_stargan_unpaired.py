@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
@@ -10,6 +11,7 @@ from spriteforge.models.blocks import parameter_count
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer
 
+from conftest import write_split_folder
 from test_cli import run_cli
 from test_stargan import _state, tiny_data
 
@@ -105,18 +107,14 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 def test_cli_train_then_translate(tmp_path):
+    sprites = write_split_folder(tmp_path / "sprites", size=32)
     out = tmp_path / "out"
-    result = run_cli("train", "stargan-unpaired", "--steps", 2, "--image-size", 32, "--d-steps", 2, "--log-folder", out,
-                     "--run-string", "u", "--callback-evaluate-l1", cwd=tmp_path)
+    result = run_cli("train", "stargan-unpaired", "--dataset", sprites, "--steps", 2, "--image-size", 32, "--d-steps", 2,
+                     "--log-folder", out, "--run-string", "u", "--callback-evaluate-l1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = out / "stargan-unpaired" / "playground" / "u"
-    assert (run / "checkpoints" / "best.safetensors").is_file()
-    result = run_cli("data", "synth", "--out", tmp_path / "demo", "--count", 4, "--image-size", 32, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    front = tmp_path / "demo" / "test" / "2-front" / "0.png"
-    if not front.exists():
-        front = next((tmp_path / "demo").rglob("2-front/*.png"))
+    assert (run / "checkpoints" / "latest.safetensors").is_file() and (run / "summary.json").is_file()
+    front = sprites / "test" / "2-front" / "0.png"
     result = run_cli("translate", run, "--front", front, "--out", tmp_path / "sheet.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    from PIL import Image
     assert np.array(Image.open(tmp_path / "sheet.png")).shape == (32, 128, 4)

@@ -1,7 +1,7 @@
 """Pix2Pix baseline: one U-Net per (source → target) view pair with a conditional PatchGAN (§4.9).
 
 * Generator: a U-Net on the source view. Six 4×4 stride-2 convs down (64, 128, 256, 512, 512, 512;
-  InstanceNorm except on the first; LeakyReLU 0.3): 64×64 → 1×1. Six 4×4 stride-2 transposed convs up
+  InstanceNorm except on the first and the last; LeakyReLU 0.3): 64×64 → 1×1. Six 4×4 stride-2 transposed convs up
   (512, 512, 256, 128, 64, 64; InstanceNorm; dropout 0.5 on the first three; ReLU), each but the last
   concatenated with the encoder output of the same size; a final 4×4 conv (stride 1) → channels, tanh.
 * Discriminator: the conditional "70×70" PatchGAN of Isola et al. on (source, image) stacked: 4×4 convs
@@ -9,7 +9,9 @@
   LeakyReLU 0.2. On 64×64 images it scores 6×6 overlapping 70×70 patches.
 * Losses: vanilla GAN (BCE with logits, as the reference's "BCE + λ·L1"), the discriminator's objective
   halved as in the paper; generator: adversarial + λl1·L1(target, fake), λl1 = 100.
-* Fixes vs the original: evaluation runs the generator in eval mode (no dropout; reference §9 item 14);
+* Fixes vs the original: no InstanceNorm on the innermost (1×1) down block: normalising a single value
+  per channel gives the constant β, so the original's bottleneck carried no information (and PyTorch
+  refuses it for one image);  evaluation runs the generator in eval mode (no dropout; reference §9 item 14);
   `impute` refuses, in one line, views it was not trained for instead of returning something wrong.
 """
 
@@ -37,7 +39,7 @@ class UNetGenerator(nn.Module):
         cin = channels
         for index, width in enumerate(DOWN_WIDTHS):
             layers = [nn.Conv2d(cin, width, 4, 2, 1, bias=False)]
-            if index > 0:
+            if 0 < index < len(DOWN_WIDTHS) - 1:  # not on the 1×1 bottleneck, where it would output a constant
                 layers.append(instance_norm(width))
             layers.append(nn.LeakyReLU(0.3))
             self.downs.append(nn.Sequential(*layers))
