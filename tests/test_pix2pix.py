@@ -123,3 +123,24 @@ def test_cli_train_then_translate(tmp_path):
     front = sprites / "test" / "2-front" / "0.png"
     assert_clean_error(run_cli("translate", run, "--front", front, "--out", tmp_path / "x.png", cwd=tmp_path),
                        "only draws the right view from the left view")
+
+
+def test_translate_with_a_folder_of_pair_models(tmp_path):
+    from spriteforge.training import checkpoint as ckpt
+    from spriteforge.translation import translate_files
+
+    sprites = write_split_folder(tmp_path / "sprites", train=1, test=1)
+    torch.manual_seed(0)
+    for run, (source, target), file in (("a", ("front", "right"), "checkpoints/best.safetensors"),
+                                        ("b", ("left", "back"), "models/generator.safetensors")):
+        ckpt.save_checkpoint(tmp_path / "pairs" / run / file, make(source=source, target=target), 1,
+                             include_training_state=False, networks=("generator",))
+    view = lambda name: sprites / "test" / f"{['back', 'left', 'front', 'right'].index(name)}-{name}" / "0.png"
+    translate_files(tmp_path / "pairs", {"front": view("front"), "left": view("left")}, tmp_path / "both.png")
+    sheet = np.array(Image.open(tmp_path / "both.png"))
+    assert sheet.shape == (64, 256, 4)
+    translate_files(tmp_path / "pairs", {"front": view("front")}, tmp_path / "one.png")
+    one = np.array(Image.open(tmp_path / "one.png"))
+    assert not one[:, :64].any() and np.array_equal(one[:, 192:], sheet[:, 192:])  # back needs left; right from front
+    with pytest.raises(SpriteForgeError, match="no pix2pix model here draws the left view"):
+        translate_files(tmp_path / "pairs", {"back": view("back")}, tmp_path / "x.png")

@@ -25,6 +25,7 @@ from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import init_normal, instance_norm
+from spriteforge.models.stargan import SOURCE_PREFERENCE
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
 UP_WIDTHS = (512, 512, 256, 128, 64, 64)
@@ -168,3 +169,42 @@ class Pix2Pix(SpriteModel):
         source, target = batch[:, self.source], batch[:, self.target]
         fake = self.generator(source)
         return [target, fake, self.discriminator(target, source), self.discriminator(fake, source)]
+
+
+class PairModels(nn.Module):
+    """Several trained pix2pix pair models used as one imputer (a folder of pair runs given to `translate`).
+
+    Each requested view is drawn by a model whose target it is, from the best given source of those
+    models (mirror pose first, as for StarGAN); when two runs cover the same pair, the first found wins.
+    """
+
+    def __init__(self, models: list[Pix2Pix]):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.config = models[0].config
+        self.domain_count = models[0].domain_count
+
+    def choose(self, available_row: list[bool], target: int) -> int | None:
+        order = [*(SOURCE_PREFERENCE.get(target, ()) if self.domain_count == 4 else ()), *range(self.domain_count)]
+        for source in order:
+            for index, model in enumerate(self.models):
+                if model.source == source and model.target == target and available_row[source]:
+                    return index
+        return None
+
+    def can_impute(self, available, target):
+        picks = [self.choose(row, wanted) for row, wanted in zip(available.tolist(), target.tolist())]
+        return torch.tensor([pick is not None for pick in picks], dtype=torch.bool)
+
+    @torch.no_grad()
+    def impute(self, views, available, target):
+        outputs = []
+        for row, (given, wanted) in enumerate(zip(available.tolist(), target.tolist())):
+            pick = self.choose(given, wanted)
+            if pick is None:
+                names = self.config.domains
+                pairs = ", ".join(f"{names[m.source]}→{names[m.target]}" for m in self.models)
+                raise SpriteForgeError(f"no pix2pix model here draws the {names[wanted]} view from the given views (pairs: {pairs})")
+            model = self.models[pick]
+            outputs.append(model.generator(views[row : row + 1, model.source]))
+        return torch.cat(outputs)
