@@ -68,10 +68,10 @@ def test_real_sample_is_another_character_with_its_own_domain():
 
 def test_generator_every_d_steps_by_default():
     assert make().config.d_steps == 5  # the original's default
-    model = make(d_steps=3)
+    model = make(d_steps=2, lambda_gp=0.0)  # (no penalty: only the schedule is under test, faster)
     batch = torch.rand(2, 4, 4, 32, 32) * 2 - 1
-    losses = [model.train_step(batch, step, 0.0) for step in range(4)]
-    assert ["generator/total" in step for step in losses] == [True, False, False, True]
+    losses = [model.train_step(batch, step, 0.0) for step in range(3)]
+    assert ["generator/total" in step for step in losses] == [True, False, True]
     assert all("discriminator/total" in step for step in losses)  # the critic: every step
 
 
@@ -79,7 +79,7 @@ def test_losses_fall_on_a_fixed_batch():
     torch.manual_seed(0)
     model = make(lr=5e-4, d_steps=1)
     batch = torch.from_numpy(tiny_data().train.images[:4]).float().movedim(-1, -3) / 127.5 - 1
-    history = [model.train_step(batch, step, 0.0) for step in range(8)]
+    history = [model.train_step(batch, step, 0.0) for step in range(4)]
     reconstruction = [h["generator/reconstruction"] for h in history]
     critic = [h["discriminator/total"] for h in history]
     assert np.mean(reconstruction[-2:]) < 0.8 * np.mean(reconstruction[:2])
