@@ -4,7 +4,8 @@ One row per model (unpaired StarGAN, Pix2Pix); runs on CPU, and on the GPU too w
 Usage: python benchmarks/zoo.py [--steps 5] [--batch 4] [--models stargan-unpaired pix2pix]
 Timing mirrors benchmarks/stargan.py (its helpers are reused); "images/s" counts generated images of
 training steps (one per character of the batch); for unpaired StarGAN, --d-steps 5 means one generator
-update every 5 steps, and the mean over --steps (default 5) includes exactly one.
+update every 5 steps: the timed steps are 1..--steps (after a warm-up step 0), so the default 5 includes
+exactly one generator update and fewer than 5 time the critic alone.
 """
 
 from __future__ import annotations
