@@ -35,7 +35,13 @@ def config_from_meta(meta: dict, path: Path) -> Config:
 
 
 def load_for_inference(location: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the model a checkpoint describes and load its generator weights (no unpickling)."""
+    """Rebuild the model a checkpoint describes and load its generator weights (no unpickling).
+
+    A folder holding several pix2pix run folders (one per view pair) loads as one imputer of them all.
+    """
+    pairs = load_pair_models(location, device)
+    if pairs is not None:
+        return pairs
     path = find_checkpoint(location)
     tensors, meta = ckpt.read_checkpoint(path)
     config = config_from_meta(meta, path)
@@ -54,3 +60,23 @@ def torch_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SpriteForgeError("--device cuda: no CUDA GPU is available here; use --device cpu")
     return device
+
+
+def load_pair_models(location: str | Path, device):
+    """The pix2pix runs below a folder that is not itself a run, as one `PairModels`; None if there are none."""
+    location = Path(location).expanduser()
+    if not location.is_dir() or any((location / candidate).is_file() for candidate in CANDIDATES):
+        return None
+    runs = sorted({path.parents[1] for candidate in CANDIDATES for path in location.glob(f"**/{candidate}")})
+    if not runs:
+        return None
+    loaded = [load_for_inference(run, device) for run in runs]
+    if any(config.model != "pix2pix" for _, config in loaded):
+        return None
+    first = loaded[0][1]
+    for run, (_, config) in zip(runs, loaded):
+        if list(config.domains) != list(first.domains) or config.image_size != first.image_size or config.output_channels != first.output_channels:
+            raise SpriteForgeError(f"{run}: its views, image size or channels differ from {runs[0]}; keep one kind of pair model per folder")
+    from spriteforge.models.pix2pix import PairModels
+
+    return PairModels([model for model, _ in loaded]).to(device).eval(), first

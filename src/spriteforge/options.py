@@ -100,6 +100,8 @@ OPTIONS: list[Option] = [
     Option("loss", str, "bce", "adversarial loss of DCGAN: bce (soft labels) or wasserstein (weight clipping)", choices=("bce", "wasserstein")),
     Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)"),
     Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
+    Option("source", str, "front", "the view a pairwise model (Pix2Pix) draws from (a --domains name)"),
+    Option("target", str, "right", "the view a pairwise model (Pix2Pix) draws (a --domains name)"),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
     Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),

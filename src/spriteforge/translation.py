@@ -76,10 +76,17 @@ def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: b
     forced = {}
     if palette is not None and model.quantizes_palette:
         forced["palette"] = model_palette(palette, config.output_channels).to(device)
+    missing = [index for index in range(len(domains)) if not available[0, index]]
+    drawable = [index for index in missing if model.can_impute(available, torch.tensor([index]))[0]]
+    if missing and not drawable:  # let the model say what it needs, in one line
+        model.impute(inputs, available.to(device), torch.tensor([missing[0]], device=device))
     result = []
     for index in range(len(domains)):
         if available[0, index]:
             result.append(views[0, index])
+            continue
+        if index not in drawable:  # a view this (pairwise) model does not draw: left transparent
+            result.append(np.zeros_like(views[0, index]))
             continue
         fake = model.impute(inputs, available.to(device), torch.tensor([index], device=device), **forced)
         image = imageio.to_uint8(fake)[0]

@@ -6,9 +6,11 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.dcgan import DCGAN
+from spriteforge.models.pix2pix import Pix2Pix
 from spriteforge.models.stargan import PairedStarGAN
+from spriteforge.models.stargan_unpaired import UnpairedStarGAN
 
-MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, CollaGAN, DCGAN)}
+MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN)}
 
 
 def model_class(name: str) -> type[SpriteModel]:

@@ -85,6 +85,16 @@ class SpriteModel(nn.Module):
                 images[f"{index:04d}{suffix}"] = image
         return images
 
+    def can_impute(self, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """[B] bool: whether `impute` can draw view `target[i]` from `available[i]` (default: any view given)."""
+        return available.any(dim=1)
+
+    def evaluation_cases(self, count: int, domains: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (available, target) cases of training-time L1 evaluation, drawn once from `seed`."""
+        from spriteforge.training.evaluation import evaluation_cases
+
+        return evaluation_cases(count, domains, self.evaluation_given_views, seed)
+
     def test_images(self, character: torch.Tensor, device) -> dict[str, np.ndarray]:
         """Pictures of one test character [D, C, H, W] for `test-images/`: {file-name suffix: RGBA image}.
 

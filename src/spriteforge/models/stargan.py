@@ -115,7 +115,7 @@ class PairedStarGAN(SpriteModel):
         if image_size % 32:
             raise SpriteForgeError("StarGAN needs --image-size divisible by 32 (its discriminator halves it 5 times)")
         self.generator = StarGenerator(channels, domain_count, config.capacity, config.source_domain_aware_generator)
-        self.discriminator = StarDiscriminator(channels, domain_count, image_size, config.conditional_discriminator)
+        self.discriminator = StarDiscriminator(channels, domain_count, image_size, config.get("conditional_discriminator", False))
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
 
@@ -134,49 +134,53 @@ class PairedStarGAN(SpriteModel):
         source_domain, target_domain = self.sample_pairs(batch.shape[0], batch.device)
         source, target = batch[rows, source_domain], batch[rows, target_domain]
         condition = source if config.conditional_discriminator else None
-        target_one_hot = F.one_hot(target_domain, self.domain_count).float()
-
         fake = self.generator(source, target_domain, source_domain)
+        # The real pair and the fake pair share the same condition; the real target carries its own label.
+        losses = self.update_critic(target, target_domain, fake, condition)
+        if step % config.d_steps:
+            return losses
+        losses.update(self.update_generator(source, source_domain, fake, target_domain, condition, target))
+        return losses
 
-        # Discriminator (critic): the real pair and the fake pair share the same condition.
-        real_scores, real_logits = self.discriminator(target, condition)
+    def update_critic(self, real, real_domain, fake, condition) -> dict[str, float]:
+        """One WGAN-GP critic step: real vs fake scores, the real image's domain, GP on real ↔ fake."""
+        config = self.config
+        real_scores, real_logits = self.discriminator(real, condition)
         fake_scores, _ = self.discriminator(fake.detach(), condition)
         d_adversarial = fake_scores.mean() - real_scores.mean()
-        d_domain = F.binary_cross_entropy_with_logits(real_logits, target_one_hot)
+        d_domain = F.binary_cross_entropy_with_logits(real_logits, F.one_hot(real_domain, self.domain_count).float())
         d_loss = d_adversarial + config.lambda_domain * d_domain
         losses = {"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item()}
         if config.lambda_gp > 0:
-            penalty = gradient_penalty(self.discriminator, target, fake.detach(), condition)
+            penalty = gradient_penalty(self.discriminator, real, fake.detach(), condition)
             d_loss = d_loss + config.lambda_gp * penalty
             losses["discriminator/gradient-penalty"] = penalty.item()
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         self.optimizers["discriminator"].step()
         losses["discriminator/total"] = d_loss.item()
+        return losses
 
-        if step % config.d_steps:
-            return losses
-        # Generator: fool the critic, be classified as the target, match the target, cycle back.
+    def update_generator(self, source, source_domain, fake, target_domain, condition, target=None) -> dict[str, float]:
+        """Fool the critic, be classified as the target, cycle back to the source [, match the target]."""
+        config = self.config
         for parameter in self.discriminator.parameters():
             parameter.requires_grad_(False)
         fake_scores, fake_logits = self.discriminator(fake, condition)
         for parameter in self.discriminator.parameters():
             parameter.requires_grad_(True)
         g_adversarial = -fake_scores.mean()
-        g_domain = F.binary_cross_entropy_with_logits(fake_logits, target_one_hot)
-        g_l1 = (fake - target).abs().mean()
+        g_domain = F.binary_cross_entropy_with_logits(fake_logits, F.one_hot(target_domain, self.domain_count).float())
+        g_loss = config.lambda_adversarial * g_adversarial + config.lambda_domain * g_domain
+        losses = {"generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item()}
+        if target is not None:
+            g_l1 = (fake - target).abs().mean()
+            g_loss = g_loss + config.lambda_l1 * g_l1
+            losses["generator/l1"] = g_l1.item()
         cycled = self.generator(fake, source_domain, target_domain)
         g_reconstruction = (cycled - source).abs().mean()
-        g_loss = (
-            config.lambda_adversarial * g_adversarial
-            + config.lambda_domain * g_domain
-            + config.lambda_l1 * g_l1
-            + config.lambda_reconstruction * g_reconstruction
-        )
-        losses.update({
-            "generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item(),
-            "generator/l1": g_l1.item(), "generator/reconstruction": g_reconstruction.item(),
-        })
+        g_loss = g_loss + config.lambda_reconstruction * g_reconstruction
+        losses["generator/reconstruction"] = g_reconstruction.item()
         if config.lambda_tv > 0:
             tv = total_variation(fake)
             g_loss = g_loss + config.lambda_tv * tv

@@ -27,8 +27,7 @@ def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
     """Mean |generated − real| over RGBA in [-1, 1], one (distinct) character per case."""
     if len(images) == 0:
         return float("nan")
-    given = model.evaluation_given_views
-    available, targets = evaluation_cases(len(images), images.shape[1], given, seed)
+    available, targets = model.evaluation_cases(len(images), images.shape[1], seed)
     total, pixels = 0.0, 0
     for start in range(0, len(images), CHUNK):
         views = images[start : start + CHUNK].to(device)
@@ -50,7 +49,11 @@ def impute_all_views(model, views: torch.Tensor, device) -> torch.Tensor:
     for target in range(domains):
         available = torch.ones(count, domains, dtype=torch.bool, device=device)
         available[:, target] = False
-        outputs.append(model.impute(views, available, torch.full((count,), target, device=device)))
+        wanted = torch.full((count,), target, device=device)
+        if model.can_impute(available, wanted).all():
+            outputs.append(model.impute(views, available, wanted))
+        else:  # a view this model cannot draw (a pairwise model's other views): left transparent
+            outputs.append(torch.full_like(views[:, target], -1.0))
     return torch.stack(outputs, dim=1)
 
 
