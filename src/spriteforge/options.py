@@ -100,6 +100,8 @@ OPTIONS: list[Option] = [
     Option("loss", str, "bce", "adversarial loss of DCGAN: bce (soft labels) or wasserstein (weight clipping)", choices=("bce", "wasserstein")),
     Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)"),
     Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
+    Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan)"),
+    Option("critic-norm", str, "layer", "normalisation in the WGAN-GP critic (never BatchNorm)", choices=("none", "layer", "instance")),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
     Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),
@@ -220,7 +222,7 @@ def _check(config: Config) -> None:
         raise SpriteForgeError("--image-size must be a multiple of 4")
     if config.get("capacity", 1) < 1:
         raise SpriteForgeError("--capacity must be at least 1")
-    for key in ("latent", "feature_maps"):
+    for key in ("latent", "feature_maps", "embedding"):
         if config.get(key, 1) < 1:
             raise SpriteForgeError(f"--{BY_KEY[key].name} must be at least 1, got {config[key]}")
     if config.get("d_steps", 1) < 1:

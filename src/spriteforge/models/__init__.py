@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.cdcgan import ConditionalDCGAN
 from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.dcgan import DCGAN
 from spriteforge.models.stargan import PairedStarGAN
+from spriteforge.models.wgan_gp import WGANGP
 
-MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, CollaGAN, DCGAN)}
+MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (PairedStarGAN, CollaGAN, DCGAN, ConditionalDCGAN, WGANGP)}
 
 
 def model_class(name: str) -> type[SpriteModel]:
