@@ -105,3 +105,16 @@ def test_train_then_sample_a_view_through_the_cli(tmp_path):
     assert back.returncode == 0, back.stderr
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), np.asarray(Image.open(tmp_path / "front.png")))
     assert preview.shape[0] > preview.shape[1] / 2  # five rows (a row per view, then reals) of eight
+
+
+def test_independent_view_classifier_learns_real_views():
+    from spriteforge.models.cdcgan import train_view_classifier
+
+    characters = torch.rand(6, 4, 4, 32, 32) * 0.2 - 1  # dark noise; view k is marked by a bright quadrant k
+    for view, (row, column) in enumerate([(0, 0), (0, 16), (16, 0), (16, 16)]):
+        characters[:, view, :, row : row + 16, column : column + 16] += 1.5
+    classifier = train_view_classifier(characters, steps=60, batch=20)
+    images, views = characters.flatten(0, 1), torch.arange(4).repeat(len(characters))
+    with torch.no_grad():
+        assert (classifier(images).argmax(1) == views).float().mean() >= 0.9
+    assert 0 <= view_accuracy(make(), 8, classifier=classifier) <= 1

@@ -165,3 +165,37 @@ def view_accuracy(model: ConditionalDCGAN, count: int, classifier=None, seed: in
         for module, training in modes:
             module.train(training)
     return (predicted == views).float().mean().item()
+
+
+class ViewClassifier(nn.Module):
+    """A small independent view classifier (3 stride-2 convs, global mean, linear) → view logits."""
+
+    def __init__(self, channels: int, views: int, width: int = 16):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = channels
+        for out in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(cin, out, 3, 2, 1), nn.LeakyReLU(0.2, True)]
+            cin = out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, views)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images).mean((2, 3)))
+
+
+def train_view_classifier(characters: torch.Tensor, steps: int = 200, batch: int = 64, seed: int = 0) -> ViewClassifier:
+    """Fit a `ViewClassifier` on real characters [N, D, C, H, W] in [-1, 1] (every view one image)."""
+    images, views = as_images(characters)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        classifier = ViewClassifier(images.shape[1], characters.shape[1]).to(images.device)
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
+    for _ in range(steps):
+        pick = torch.randint(len(images), (min(batch, len(images)),), generator=generator).to(images.device)
+        loss = F.cross_entropy(classifier(images[pick]), views[pick])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return classifier.eval()
