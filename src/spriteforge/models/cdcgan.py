@@ -148,7 +148,10 @@ def view_accuracy(model: ConditionalDCGAN, count: int, classifier=None, seed: in
     """Share of `count` samples (views round-robin) classified as the view they were asked for.
 
     `classifier` maps images to view logits; by default the model's own discriminator view head.
-    Both networks run in eval mode (restored afterwards).
+    Both networks run in eval mode (restored afterwards). The D head needs the trained model itself:
+    `load_for_inference` restores only the generator. After short runs the D head in eval mode (BN
+    running statistics) judged fakes at chance while it scored them right in train mode, so prefer an
+    independent classifier (`train_view_classifier` on real characters).
     """
     judge = classifier if classifier is not None else (lambda images: model.discriminator(images)[1])
     device = next(model.generator.parameters()).device
