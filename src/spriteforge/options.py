@@ -102,6 +102,8 @@ OPTIONS: list[Option] = [
     Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
     Option("source", str, "front", "the view a pairwise model (Pix2Pix) draws from (a --domains name)"),
     Option("target", str, "right", "the view a pairwise model (Pix2Pix) draws (a --domains name)"),
+    Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan)"),
+    Option("critic-norm", str, "layer", "normalisation in the WGAN-GP critic (never BatchNorm)", choices=("none", "layer", "instance")),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
     Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),
@@ -222,7 +224,7 @@ def _check(config: Config) -> None:
         raise SpriteForgeError("--image-size must be a multiple of 4")
     if config.get("capacity", 1) < 1:
         raise SpriteForgeError("--capacity must be at least 1")
-    for key in ("latent", "feature_maps"):
+    for key in ("latent", "feature_maps", "embedding"):
         if config.get(key, 1) < 1:
             raise SpriteForgeError(f"--{BY_KEY[key].name} must be at least 1, got {config[key]}")
     if config.get("d_steps", 1) < 1:

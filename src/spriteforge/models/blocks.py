@@ -46,3 +46,12 @@ def tiled_one_hot(labels: torch.Tensor, classes: int, size: tuple[int, int]) -> 
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """WGAN-GP: mean (‖∇D(x̂)‖₂ − 1)² at random interpolations x̂ between real and fake images."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    scores, _ = critic(mixed, condition)
+    (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return ((gradients.flatten(1).norm(2, dim=1) - 1) ** 2).mean()

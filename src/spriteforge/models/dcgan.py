@@ -71,17 +71,22 @@ class DCGenerator(nn.Module):
 
 
 class DCDiscriminator(nn.Module):
-    """image → (real/fake logit [B], features [B, width, 4, 4]); dropout after blocks 1 and 3."""
+    """image → (real/fake logit [B], features [B, width, 4, 4]); dropout after blocks 1 and 3.
 
-    def __init__(self, channels: int, image_size: int, feature_maps: int, dropout: float):
+    `norm` is the normalisation from the second block on: "batch" (DCGAN), or for a WGAN-GP critic,
+    whose penalty is per sample, "layer" (GroupNorm with one group), "instance" or "none".
+    """
+
+    def __init__(self, channels: int, image_size: int, feature_maps: int, dropout: float, norm: str = "batch"):
         super().__init__()
         stages = doublings(image_size)
         layers: list[nn.Module] = []
         cin, width = channels, feature_maps
         for index in range(stages):
-            layers.append(nn.Conv2d(cin, width, 4, 2, 1, bias=False))
-            if index > 0:
-                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.Conv2d(cin, width, 4, 2, 1, bias=norm == "none"))
+            if index > 0 and norm != "none":
+                layers.append({"batch": nn.BatchNorm2d, "layer": lambda w: nn.GroupNorm(1, w),
+                               "instance": lambda w: nn.GroupNorm(w, w)}[norm](width))
             layers.append(nn.LeakyReLU(0.2, True))
             if index in (0, 2) and dropout > 0:
                 layers.append(nn.Dropout(dropout))

@@ -15,7 +15,7 @@ from torch import nn
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import ResidualBlock, init_normal, instance_norm, tiled_one_hot
+from spriteforge.models.blocks import ResidualBlock, gradient_penalty, init_normal, instance_norm, tiled_one_hot
 
 # Best single source for each target pose, from the original's per-pair results (table A1):
 # mirror poses first (left↔right), then back↔front.
@@ -79,15 +79,6 @@ class StarDiscriminator(nn.Module):
             image = torch.cat([image, condition], dim=1)
         features = self.body(image)
         return self.patch(features), self.classes(features).flatten(1)
-
-
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-    """WGAN-GP: mean (‖∇D(x̂)‖₂ − 1)² at random interpolations x̂ between real and fake images."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    scores, _ = critic(mixed, condition)
-    (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    return ((gradients.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
