@@ -11,46 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 
 import torch
 
-from spriteforge.models import model_class
-from spriteforge.options import resolve
+from common import build, time_training
 
 MODELS = ("dcgan", "cdcgan", "wgan-gp")
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(name: str, batch: int, steps: int, image_size: int, device: torch.device) -> dict:
-    cls = model_class(name)
-    config = resolve(name, cls.uses, cls.defaults, {"batch": batch, "steps": 1000, "image_size": image_size})
-    torch.manual_seed(0)
-    model = cls(config, 4, 4, image_size).to(device)
+    model = build(name, device, image_size=image_size, batch=batch)
     characters = torch.rand(batch, 4, 4, image_size, image_size, device=device) * 2 - 1
-    model.train_step(characters, 0, 0.0)  # warm-up (allocations, kernel selection)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    synchronize(device)
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        model.train_step(characters, step, step / 1000)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
-    if device.type == "cuda":
-        memory = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = time_training(model, characters, steps, device)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"model": name, "device": device.type, "ms_per_step": seconds * 1000, "images_per_s": 4 * batch / seconds,
-            "peak_mib": memory, "parameters": parameters, "d_steps": config.d_steps}
+    return {"model": name, "device": device.type, "ms_per_step": row["ms_per_step"], "images_per_s": 4 * row["images_per_s"],
+            "peak_mib": row["peak_mib"], "parameters": parameters, "d_steps": model.config.d_steps}
 
 
 def main() -> None:

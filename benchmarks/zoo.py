@@ -2,7 +2,7 @@
 
 One row per model (unpaired StarGAN, Pix2Pix); runs on CPU, and on the GPU too when one is present.
 Usage: python benchmarks/zoo.py [--steps 5] [--batch 4] [--models stargan-unpaired pix2pix]
-Timing mirrors benchmarks/stargan.py (its helpers are reused); "images/s" counts generated images of
+Timing uses benchmarks/common.py; "images/s" counts generated images of
 training steps (one per character of the batch); for unpaired StarGAN, --d-steps 5 means one generator
 update every 5 steps: the timed steps are 1..--steps (after a warm-up step 0), so the default 5 includes
 exactly one generator update and fewer than 5 time the critic alone.
@@ -11,40 +11,18 @@ exactly one generator update and fewer than 5 time the critic alone.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stargan import peak_cpu_memory_mib, synchronize  # noqa: E402
-
-from spriteforge.models import model_class  # noqa: E402
-from spriteforge.options import resolve  # noqa: E402
+from common import build as build_model, time_calls, time_training
 
 
 def build(name: str, device: torch.device):
-    cls = model_class(name)
-    config = resolve(name, cls.uses, cls.defaults, {})
-    torch.manual_seed(0)
-    return cls(config, 4, 4, 64).to(device)
+    return build_model(name, device)
 
 
 def bench_training(name: str, batch: int, steps: int, device: torch.device) -> dict:
-    model = build(name, device)
-    images = torch.rand(batch, 4, 4, 64, 64, device=device) * 2 - 1
-    model.train_step(images, 0, 0.0)  # warm-up (allocations, kernel selection)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    synchronize(device)
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        model.train_step(images, step, 0.0)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
-    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_cpu_memory_mib()
-    return {"ms_per_step": seconds * 1000, "images_per_s": batch / seconds, "peak_mib": memory}
+    return time_training(build(name, device), torch.rand(batch, 4, 4, 64, 64, device=device) * 2 - 1, steps, device)
 
 
 @torch.no_grad()
@@ -58,13 +36,8 @@ def bench_translate(name: str, device: torch.device, repeats: int) -> tuple[floa
     def once():
         for target in targets:
             model.impute(views, available, torch.tensor([target], device=device))
-    once()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        once()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats * 1000, len(targets)
+
+    return time_calls(once, repeats, device), len(targets)
 
 
 def main() -> None:
