@@ -343,7 +343,10 @@ def test_interrupted_grid_continues_where_it_stopped(tmp_path, fake_python, monk
     grid_file = write_grid(tmp_path, SMALL.format(output=output))
     command = [sys.executable, "-m", "spriteforge", "experiment", str(grid_file), "--python", str(script)]
     env = {**os.environ, "FAKE_SLEEP": "lambda-domain-1,capacity-1"}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIG_DFL in the child: Python then turns SIGINT into KeyboardInterrupt even when this test runs with
+    # SIGINT ignored (as under `cmd &` in a non-interactive shell), which a user's terminal never does.
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started = output / "runs" / "stargan-paired" / "grid" / "rm2k,lambda-domain-1,capacity-1" / "started"
     deadline = time.time() + 60
     while not started.exists() and time.time() < deadline:
