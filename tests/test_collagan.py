@@ -23,7 +23,7 @@ COLLAGAN = model_class("collagan")
 
 
 def make(size=32, **given):
-    config = resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"steps": 100, **given})
+    config = resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"steps": 100, "capacity": 1, **given})
     return COLLAGAN(config, 4, 4, size)
 
 
@@ -100,6 +100,12 @@ def test_curriculum_stays_in_range():
     assert (4 - kept.sum(1)).float().mean().item() == pytest.approx(0.14 + 2 * 0.43 + 3 * 0.43, abs=0.05)
 
 
+def test_defaults_are_the_papers_mdigan():
+    config = resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {})
+    assert (config.capacity, config.lambda_l1, config.lambda_l1_backward, config.lambda_ssim, config.lambda_domain) == (4, 100, 10, 10, 10)
+    assert (config.input_dropout, config.cycled_source_replacer) == ("conservative", "forward")
+
+
 def test_temperature_annealing():
     config = resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"steps": 8000, "temperature": 1.0, "palette_quantization": True})
     values = {kind: [temperature_at(type(config)({**config, "annealing": kind}), t) for t in (0.0, 0.5, 1.0)]
@@ -148,7 +154,7 @@ def test_every_option_trains():
 def _trainer(tmp_path, name, **given):
     config = resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults,
                      {"steps": 2, "evaluate_steps": 1, "batch": 2, "image_size": 32, "log_folder": str(tmp_path),
-                      "run_string": name, "callback_evaluate_l1": True, "palette_quantization": True, **given})
+                      "run_string": name, "callback_evaluate_l1": True, "palette_quantization": True, "capacity": 1, **given})
     return Trainer(config, data=tiny_data())
 
 
@@ -173,7 +179,7 @@ def test_cli_train_then_translate_from_two_views(tmp_path):
     out = tmp_path / "out"
     assert main_ok(["data", "synth", "--out", str(tmp_path / "demo"), "--count", "8", "--seed", "1", "--image-size", "32"])
     result = run_cli("train", "collagan", "--dataset", tmp_path / "demo", "--steps", 2, "--batch", 2, "--image-size", 32,
-                     "--palette-quantization", "--log-folder", out, "--run-string", "quick", cwd=tmp_path)
+                     "--capacity", 1, "--palette-quantization", "--log-folder", out, "--run-string", "quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = out / "collagan" / "playground" / "quick"
     assert "generator: 6,565,472 parameters" in (run / "model-description.txt").read_text()
