@@ -238,3 +238,30 @@ def test_fid_callback_without_weights_fails_before_training(monkeypatch):
     monkeypatch.delenv(inception.ENVIRONMENT, raising=False)
     with pytest.raises(SpriteForgeError, match="Inception weights"):
         resolve("stargan-paired", frozenset(), {}, {"callback_evaluate_fid": True})
+
+
+class FrontToRight(Oracle):
+    """Draws only the right view and only when the front view is given, like one pix2pix pair model."""
+
+    def can_impute(self, available, target):
+        return (target == 3) & available[:, 2]
+
+
+def test_protocol_skips_cases_a_pair_model_cannot_draw():
+    from spriteforge.training.engine import to_model_input
+
+    images = characters()
+    views = to_model_input(torch.from_numpy(images), 4)
+    report = run_protocol({"pair": FrontToRight(views), "baseline:copy": CopyBaseline()}, images, selected=("l1",))
+    pair, copy = report["systems"]["pair"], report["systems"]["baseline:copy"]
+    drawn = [row for row in pair["cases"] if row.get("drawn", True)]
+    assert pair["cases_drawn"] == len(drawn) == 4 and report["means_over"] == 4  # right from f, f+b, f+l, f+b+l
+    assert all(row["target"] == "right" and "front" in row["given"] and row["l1"] == 0 for row in drawn)
+    assert all(np.isnan(row["l1"]) for row in pair["cases"] if not row.get("drawn", True))
+    assert copy["cases_drawn"] == 28
+    same_cases = [row["l1"] for row in copy["cases"] if row["target"] == "right" and "front" in row["given"]]
+    assert copy["by_missing"]["all"]["l1"] == pytest.approx(np.mean(same_cases))  # baselines averaged on the pair's cases
+    assert "pair draws 4 of the 28 cases" in protocol.markdown(report)
+    with pytest.raises(SpriteForgeError, match="draws none of the 28 cases"):
+        run_protocol({"never": type("Never", (Oracle,), {"can_impute": lambda self, a, t: torch.zeros(len(t), dtype=torch.bool)})(views)},
+                     images, selected=("l1",))

@@ -189,23 +189,36 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
         for target in range(views.shape[1]):
             real_features[target] = extractor(m.to_uint8(views[:, target]))
     systems = {}
+    compared: list[int] | None = None  # the cases the first system draws; every mean is taken over them
     for name, imputer in imputers.items():
         started = time.perf_counter()
-        rows = []
+        rows, skipped = [], []
         for index, case in enumerate(all_cases):
-            fake = generate(imputer, views, case, device, batch)
             row = {"target": domains[case.target], "given": [domains[d] for d in case.given], "missing": case.missing}
-            row.update(case_metrics(fake, views, case, selected, extractor, real_features.get(case.target), seed))
+            if drawable(imputer, case):
+                fake = generate(imputer, views, case, device, batch)
+                row.update(case_metrics(fake, views, case, selected, extractor, real_features.get(case.target), seed))
+            else:
+                skipped.append(index)
             rows.append(row)
             if progress:
                 progress(name, index + 1, len(all_cases))
-        systems[name] = {"cases": rows, "by_missing": aggregate(rows), "seconds": round(time.perf_counter() - started, 1)}
+        if len(skipped) == len(all_cases):
+            raise SpriteForgeError(f"{name} draws none of the {len(all_cases)} cases of the protocol")
+        keys = [k for k in next(r for i, r in enumerate(rows) if i not in skipped) if k not in ("target", "given", "missing")]
+        for index in skipped:  # a case the model cannot draw (pix2pix: one source → target pair) is NaN, never a guess
+            rows[index].update({key: float("nan") for key in keys}, drawn=False)
+        if compared is None:
+            compared = [i for i in range(len(all_cases)) if i not in skipped]
+        systems[name] = {"cases": rows, "by_missing": aggregate([rows[i] for i in compared]),
+                         "cases_drawn": len(all_cases) - len(skipped), "seconds": round(time.perf_counter() - started, 1)}
     report = {
         "characters": int(len(images)),
         "domains": list(domains),
         "channels": channels,
         "metrics": list(selected),
         "cases": len(all_cases),
+        "means_over": len(compared),
         "systems": systems,
     }
     if extractor is not None and FEATURE_METRICS & set(selected):
@@ -214,9 +227,18 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
     return report
 
 
+def drawable(imputer, case: Case) -> bool:
+    """Whether the imputer draws this case (models without `can_impute` draw every case)."""
+    if not hasattr(imputer, "can_impute"):
+        return True
+    available = torch.zeros(1, case.domains, dtype=torch.bool)
+    available[0, list(case.given)] = True
+    return bool(imputer.can_impute(available, torch.tensor([case.target])).all())
+
+
 def aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Plain means of each metric over the cases with the same number of missing views, and over all."""
-    keys = [k for k in rows[0] if k not in ("target", "given", "missing")]
+    keys = [k for k in rows[0] if k not in ("target", "given", "missing", "drawn")]
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(str(row["missing"]), []).append(row)
@@ -258,6 +280,9 @@ def markdown(report: dict, title: str = "") -> str:
     for row in systems[first]["cases"]:
         given = "+".join(LETTERS.get(g, g) for g in row["given"])
         lines.append(f"| {row['target']} | {given} | {row['missing']} | " + " | ".join(_cell(row, *c[::2]) for c in present) + " |")
+    if report.get("means_over", report["cases"]) < report["cases"]:
+        lines.append(f"{first} draws {report['means_over']} of the {report['cases']} cases; every mean below, the "
+                     "baselines' too, is taken over those cases only.")
     lines += ["", "### Means per number of missing views", "",
               "| system | missing | " + " | ".join(c[1] for c in present) + " |",
               "|---|---|" + "---:|" * len(present)]
