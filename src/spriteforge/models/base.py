@@ -57,6 +57,13 @@ class SpriteModel(nn.Module):
         self.optimizers[name] = torch.optim.Adam(network.parameters(), lr=lr, betas=(config.beta1, config.beta2))
         self.base_lrs[name] = lr
 
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
     # -- training ---------------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, step: int, progress: float) -> dict[str, float]:
         """One update on a batch [B, domains, C, H, W] in [-1, 1]; returns named loss values."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,3 +57,17 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: 
     scores, _ = critic(mixed, condition)
     (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return ((gradients.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+@contextmanager
+def frozen(network: nn.Module):
+    """Score with `network` while its weights take no gradient: the generator's step back-propagates
+    through the discriminator into the generator only, and the discriminator's .grad stays untouched."""
+    parameters = [p for p in network.parameters() if p.requires_grad]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        yield network
+    finally:
+        for parameter in parameters:
+            parameter.requires_grad_(True)

@@ -22,6 +22,7 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.blocks import frozen
 from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, as_images, dcgan_init
 
 
@@ -98,9 +99,7 @@ class ConditionalDCGAN(DCGAN):
                          + F.binary_cross_entropy_with_logits(fake_scores, self._labels(count, False, real.device)))
         d_domain = F.cross_entropy(real_logits, views)
         d_loss = d_adversarial + config.lambda_domain * d_domain
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
         losses = {"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item(),
                   "discriminator/total": d_loss.item(), "discriminator/real-score": real_scores.mean().item(),
                   "discriminator/fake-score": fake_scores.mean().item(),
@@ -108,17 +107,12 @@ class ConditionalDCGAN(DCGAN):
         if step % config.d_steps:
             return losses
 
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        scores, logits = self.discriminator(fake)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
+        with frozen(self.discriminator):
+            scores, logits = self.discriminator(fake)
         g_adversarial = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
         g_domain = F.cross_entropy(logits, views)  # AC-GAN: the fake must be seen as the view it was asked for
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_domain * g_domain
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item(),
                        "generator/total": g_loss.item(),
                        "generator/fake-view-accuracy": (logits.argmax(1) == views).float().mean().item()})

@@ -25,7 +25,7 @@ from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import init_normal, instance_norm, tiled_one_hot
+from spriteforge.models.blocks import frozen, init_normal, instance_norm, tiled_one_hot
 
 # P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
 DROPOUT_PROBABILITIES = {
@@ -287,12 +287,9 @@ class CollaGAN(SpriteModel):
 
         # Generator: fool D, be classified as the asked view, match the target, close the cycle.
         n = domains
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        fake_scores, fake_logits = self.discriminator(fake)
-        cycled_scores, cycled_logits = self.discriminator(cycled)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
+        with frozen(self.discriminator):
+            fake_scores, fake_logits = self.discriminator(fake)
+            cycled_scores, cycled_logits = self.discriminator(cycled)
         g_adversarial = (((fake_scores - 1) ** 2).mean() + (n - 1) * ((cycled_scores - 1) ** 2).mean()) / n
         g_domain = (F.cross_entropy(fake_logits, target) + (n - 1) * F.cross_entropy(cycled_logits, cycle_target)) / n
         g_l1 = (fake - real_target).abs().mean()
@@ -322,9 +319,7 @@ class CollaGAN(SpriteModel):
             regularization = sum((kernel**2).sum() for kernel in self.generator.kernels())
             g_loss = g_loss + config.lambda_regularization * regularization
             result["generator/regularization"] = regularization.item()
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         result["generator/total"] = g_loss.item()
 
         # Discriminator, on the same generated images: real target and views vs fake and cycled.
@@ -338,9 +333,7 @@ class CollaGAN(SpriteModel):
         ) / (n + 1)
         d_domain = F.cross_entropy(source_logits, torch.arange(domains, device=batch.device).repeat(count))
         d_loss = d_adversarial + config.lambda_domain * d_domain
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
         result.update({"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item(),
                        "discriminator/total": d_loss.item()})
         return result

@@ -25,6 +25,7 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.blocks import frozen
 
 WEIGHT_CLIP = 0.01
 
@@ -161,9 +162,7 @@ class DCGAN(SpriteModel):
         else:
             d_loss = (F.binary_cross_entropy_with_logits(real_scores, self._labels(count, True, real.device))
                       + F.binary_cross_entropy_with_logits(fake_scores, self._labels(count, False, real.device)))
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
         if wasserstein:
             with torch.no_grad():
                 for parameter in self.discriminator.parameters():
@@ -173,16 +172,11 @@ class DCGAN(SpriteModel):
         if step % config.d_steps:
             return losses
 
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        scores, _ = self.discriminator(fake)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
+        with frozen(self.discriminator):
+            scores, _ = self.discriminator(fake)
         g_adversarial = -scores.mean() if wasserstein else F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
         g_loss = config.lambda_adversarial * g_adversarial
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/total": g_loss.item()})
         return losses
 

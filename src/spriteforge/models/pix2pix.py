@@ -24,7 +24,7 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import init_normal, instance_norm
+from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.stargan import SOURCE_PREFERENCE
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
@@ -119,21 +119,14 @@ class Pix2Pix(SpriteModel):
         d_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
         d_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         d_loss = 0.5 * (d_real + d_fake)
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
 
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        fake_logits = self.discriminator(fake, source)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
+        with frozen(self.discriminator):
+            fake_logits = self.discriminator(fake, source)
         g_adversarial = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
         g_l1 = (fake - target).abs().mean()
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         return {
             "discriminator/real": d_real.item(), "discriminator/fake": d_fake.item(), "discriminator/total": d_loss.item(),
             "generator/adversarial": g_adversarial.item(), "generator/l1": g_l1.item(), "generator/total": g_loss.item(),

@@ -15,7 +15,7 @@ from torch import nn
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import ResidualBlock, gradient_penalty, init_normal, instance_norm, tiled_one_hot
+from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
 
 # Best single source for each target pose, from the original's per-pair results (table A1):
 # mirror poses first (left↔right), then back↔front.
@@ -146,20 +146,15 @@ class PairedStarGAN(SpriteModel):
             penalty = gradient_penalty(self.discriminator, real, fake.detach(), condition)
             d_loss = d_loss + config.lambda_gp * penalty
             losses["discriminator/gradient-penalty"] = penalty.item()
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
         losses["discriminator/total"] = d_loss.item()
         return losses
 
     def update_generator(self, source, source_domain, fake, target_domain, condition, target=None) -> dict[str, float]:
         """Fool the critic, be classified as the target, cycle back to the source [, match the target]."""
         config = self.config
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        fake_scores, fake_logits = self.discriminator(fake, condition)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
+        with frozen(self.discriminator):
+            fake_scores, fake_logits = self.discriminator(fake, condition)
         g_adversarial = -fake_scores.mean()
         g_domain = F.binary_cross_entropy_with_logits(fake_logits, F.one_hot(target_domain, self.domain_count).float())
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_domain * g_domain
@@ -176,9 +171,7 @@ class PairedStarGAN(SpriteModel):
             tv = total_variation(fake)
             g_loss = g_loss + config.lambda_tv * tv
             losses["generator/total-variation"] = tv.item()
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         losses["generator/total"] = g_loss.item()
         return losses
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import gradient_penalty
+from spriteforge.models.blocks import frozen, gradient_penalty
 from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, as_images
 
 
@@ -50,24 +50,17 @@ class WGANGP(DCGAN):
         wasserstein = real_scores.mean() - fake_scores.mean()
         penalty = gradient_penalty(self.critic, real, fake.detach(), None)
         d_loss = -wasserstein + config.lambda_gp * penalty
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
         losses = {"discriminator/total": d_loss.item(), "discriminator/wasserstein": wasserstein.item(),
                   "discriminator/gradient-penalty": penalty.item(),
                   "discriminator/real-score": real_scores.mean().item(), "discriminator/fake-score": fake_scores.mean().item()}
         if step % config.d_steps:
             return losses
 
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        scores, _ = self.discriminator(fake)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
+        with frozen(self.discriminator):
+            scores, _ = self.discriminator(fake)
         g_adversarial = -scores.mean()
         g_loss = config.lambda_adversarial * g_adversarial
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/total": g_loss.item()})
         return losses
