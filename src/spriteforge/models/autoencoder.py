@@ -18,9 +18,9 @@ Fixed relative to the notebook:
 * reconstructions are measured on validation and test characters, not only on the training batch;
 * RGBA, checkpoints, exact resume, previews and TensorBoard like every SpriteForge model.
 
-Sampling: a sigmoid code is not uniform over (0, 1)^latent; the training codes fill a small, correlated
-region of it. `LatentPrior` keeps the mean and covariance of the training codes (fitted at every
-evaluation, in eval mode), and `sample`/`noise` draw from that Gaussian, clamped to [0, 1].
+Sampling: a sigmoid code need not be uniform over (0, 1)^latent, so rather than assume U(0, 1),
+`LatentPrior` keeps the mean and covariance of the training codes (fitted at every evaluation, in eval
+mode), and `sample`/`noise` draw from that Gaussian, clamped to [0, 1].
 """
 
 from __future__ import annotations
