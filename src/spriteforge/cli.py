@@ -175,6 +175,40 @@ def sample(model_path, count, view, seed, interpolate, out, scale, separate, sof
         click.echo(str(path))
 
 
+# -- denoise --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("model_path", metavar="RUN")
+@click.argument("inputs", nargs=-1, metavar="[SPRITE.png|FOLDER]...")
+@click.option("--out", "out", required=True, type=click.Path(), help="PNG to write (one input) or folder (<input name>.png for each)")
+@click.option("--from-sample", "sampler", default=None, metavar="GAN_RUN", help="clean fresh samples of this sampling model instead of files (OUT/raw/ keeps them)")
+@click.option("-n", "--count", default=None, type=click.IntRange(1, 4096), help="with --from-sample: how many samples (default 16)")
+@click.option("--seed", default=None, type=int, help="with --from-sample: seed of the latent vectors (default 0)")
+@click.option("--view", default=None, help="with --from-sample: draw this view (conditional models only)")
+@click.option("--palette-from", type=click.Path(dir_okay=False), default=None,
+              help="snap the outputs to this palette (PNG: its opaque colours; or one #rrggbb per line); alpha is binarised")
+@click.option("--input-palette", is_flag=True, help="snap each output to its input's own opaque colours; alpha is binarised")
+@click.option("--colors", "colors", default=None, type=click.IntRange(1, 255), help="reduce each output to this many colours (k-means in CIELAB); alpha is binarised")
+@click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
+@click.option("--compare", default=None, type=click.Path(dir_okay=False), help="also write a grid PNG: each row of inputs above their cleaned outputs")
+@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, input_palette, colors, scale, compare, device):
+    """Clean sprites with a trained autoencoder (RUN: run folder or checkpoint): encode, decode, keep it pixel art."""
+    from spriteforge.denoising import denoise_files, denoise_samples
+
+    options = dict(scale=scale, palette_from=palette_from, input_palette=input_palette, colours=colors, compare=compare, device=device)
+    if sampler is not None:
+        if inputs:
+            raise SpriteForgeError("give sprite files or --from-sample, not both")
+        written = denoise_samples(model_path, sampler, Path(out), count=count or 16, seed=seed or 0, view=view, **options)
+    else:
+        unused = [flag for flag, value in (("-n", count), ("--seed", seed), ("--view", view)) if value is not None]
+        if unused:
+            raise SpriteForgeError(f"{', '.join(unused)} only appl{'ies' if len(unused) == 1 else 'y'} with --from-sample GAN_RUN")
+        written = denoise_files(model_path, list(inputs), Path(out), **options)
+    for path in written[:3] + ([f"… and {len(written) - 3} more"] if len(written) > 3 else []):
+        click.echo(str(path))
+
+
 # -- pixelate -------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("image", type=click.Path(dir_okay=False))

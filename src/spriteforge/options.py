@@ -35,7 +35,7 @@ class Option:
         return self.name.replace("-", "_")
 
 
-LR_DECAYS = ("none", "constant-then-linear", "exponential", "step")
+LR_DECAYS = ("none", "constant-then-linear", "exponential", "step", "per-epoch")
 OPTIONS: list[Option] = [
     # data
     Option("dataset", list, [], "dataset name (tiny, rm2k, rmxp, rmvx, misc, all, synthetic) or folder; repeatable", common=True),
@@ -60,6 +60,7 @@ OPTIONS: list[Option] = [
     # optimisation
     Option("lr", float, 1e-4, "initial learning rate", common=True),
     Option("lr-decay", str, "constant-then-linear", "learning-rate schedule", choices=LR_DECAYS, common=True),
+    Option("lr-epoch-decay", float, 0.995, "with --lr-decay per-epoch: the learning rate is multiplied by this after every epoch", common=True),
     Option("beta1", float, 0.5, "Adam beta1", common=True),
     Option("beta2", float, 0.999, "Adam beta2", common=True),
     Option("ttur", float, 1.0, "discriminator learning rate = lr x ttur", common=True),
@@ -103,6 +104,8 @@ OPTIONS: list[Option] = [
     Option("source", str, "front", "the view a pairwise model (Pix2Pix) draws from (a --domains name)"),
     Option("target", str, "right", "the view a pairwise model (Pix2Pix) draws (a --domains name)"),
     Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan)"),
+    Option("noise-std", float, 0.0, "autoencoder: σ of the Gaussian noise added to its input in training ([-1, 1] units, clamped; the target stays clean); 0 = plain autoencoder"),
+    Option("encoder-dropout", float, 0.2, "autoencoder: dropout in the encoder after its first and third blocks"),
     Option("critic-norm", str, "layer", "normalisation in the WGAN-GP critic (never BatchNorm)", choices=("none", "layer", "instance")),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
@@ -229,6 +232,10 @@ def _check(config: Config) -> None:
             raise SpriteForgeError(f"--{BY_KEY[key].name} must be at least 1, got {config[key]}")
     if config.get("d_steps", 1) < 1:
         raise SpriteForgeError("--d-steps must be at least 1")
+    if not 0 < config.lr_epoch_decay <= 1:
+        raise SpriteForgeError(f"--lr-epoch-decay must be in (0, 1], got {config.lr_epoch_decay}")
+    if config.lr_decay != "per-epoch" and config.lr_epoch_decay != BY_NAME["lr-epoch-decay"].default:
+        raise SpriteForgeError("--lr-epoch-decay applies only with --lr-decay per-epoch; add that or remove it")
     if config.callback_early_stop and not config.callback_evaluate_l1:
         raise SpriteForgeError("--callback-early-stop watches the validation L1: add --callback-evaluate-l1")
     if config.callback_evaluate_fid:

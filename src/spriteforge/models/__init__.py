@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from spriteforge.errors import SpriteForgeError
+from spriteforge.models.autoencoder import AutoEncoder
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.cdcgan import ConditionalDCGAN
 from spriteforge.models.collagan import CollaGAN
@@ -14,6 +15,7 @@ from spriteforge.models.wgan_gp import WGANGP
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
+    AutoEncoder,
 )}
 
 

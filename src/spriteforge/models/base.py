@@ -111,6 +111,27 @@ class SpriteModel(nn.Module):
 
         return {"": test_image_grid(self, character, device)}
 
+    @property
+    def evaluates_l1(self) -> bool:
+        """Whether `--callback-evaluate-l1` has something to measure (default: imputers, drawn views vs real)."""
+        return self.imputes
+
+    def evaluation_l1(self, characters: torch.Tensor, device, seed: int = 0) -> float:
+        """Training-time L1 of one split's characters [N, D, C, H, W] (default: views imputed per `evaluation_cases`)."""
+        from spriteforge.training.evaluation import evaluate_l1
+
+        return evaluate_l1(self, characters, device, seed=seed)
+
+    def on_evaluation(self, characters, device) -> dict[str, float]:
+        """Called at every evaluation, in eval mode, before checkpoints are written.
+
+        `characters(split)` gives a split's evaluation characters ("train", "validation", "test";
+        [N, D, C, H, W], the same ones every time, maybe empty). A model may refresh state kept for
+        inference here (the autoencoder fits its latent prior) and returns extra numbers to log,
+        {"name/split": value}, written to TensorBoard and the evaluation history (default: none).
+        """
+        return {}
+
     def debug_discriminator(self, batch: torch.Tensor) -> list[torch.Tensor] | None:
         """Per-example maps of the discriminator's output for real and generated images, or None."""
         return None

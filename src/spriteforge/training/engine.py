@@ -32,7 +32,6 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
 from spriteforge.training import checkpoint as ckpt
-from spriteforge.training.evaluation import evaluate_l1
 
 LATEST, BEST = "latest.safetensors", "best.safetensors"
 EVALUATION_LIMIT = 500
@@ -53,8 +52,13 @@ def build_model(config: Config, domain_count: int, channels: int, image_size: in
     return model.to(device)
 
 
-def learning_rate_factor(decay: str, step: int, total: int) -> float:
-    """Multiplier of the base learning rate at `step` of `total`."""
+def learning_rate_factor(decay: str, step: int, total: int, steps_per_epoch: int = 1, epoch_factor: float = 1.0) -> float:
+    """Multiplier of the base learning rate at `step` of `total` (per-epoch: `epoch_factor` ** epochs done).
+
+    A schedule, never a re-created optimiser: Adam's moment estimates survive every change of rate.
+    """
+    if decay == "per-epoch":
+        return epoch_factor ** (step // max(1, steps_per_epoch))
     if decay == "constant-then-linear":
         return max(0.0, min(1.0, 2.0 * (1.0 - step / total)))
     if decay == "exponential":
@@ -123,7 +127,7 @@ class Trainer:
         self.channels = config.output_channels
         torch.manual_seed(config.seed)  # the initial weights are part of the run's determinism
         self.model = build_model(config, len(self.data.domains), self.channels, config.image_size, self.device)
-        if config.callback_evaluate_l1 and not self.model.imputes:
+        if config.callback_evaluate_l1 and not self.model.evaluates_l1:
             raise SpriteForgeError(f"--callback-evaluate-l1 measures imputed views; {config.model} draws new characters (use --callback-evaluate-fid)")
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
@@ -188,7 +192,8 @@ class Trainer:
         return normalise(images, self.channels).to(self.device)
 
     def apply_learning_rates(self, step: int) -> float:
-        factor = learning_rate_factor(self.config.lr_decay, step, self.total_steps)
+        steps_per_epoch = math.ceil(len(self.train_images) / self.config.batch)
+        factor = learning_rate_factor(self.config.lr_decay, step, self.total_steps, steps_per_epoch, self.config.get("lr_epoch_decay", 1.0))
         for name, optimizer in self.model.optimizers.items():
             for group in optimizer.param_groups:
                 group["lr"] = self.model.base_lrs[name] * factor
@@ -283,11 +288,15 @@ class Trainer:
             self._debug_discriminator(step)
         stop = False
         record = {"step": step, **{k: round(v, 6) for k, v in losses.items()}}
+        splits = {"train": self.data.train, "validation": self.data.validation, "test": self.data.test}
+        for name, value in self.model.on_evaluation(lambda split: self.evaluation_set(splits[split]), self.device).items():
+            self.writer.add_scalar(name, value, step)
+            record[name] = round(value, 6)
         if config.callback_evaluate_l1:
             results = {}
-            for split, characters in (("train", self.data.train), ("validation", self.data.validation), ("test", self.data.test)):
+            for split, characters in splits.items():
                 if len(characters):
-                    results[split] = evaluate_l1(self.model, self.evaluation_set(characters), self.device, seed=config.seed)
+                    results[split] = self.model.evaluation_l1(self.evaluation_set(characters), self.device, seed=config.seed)
                     self.writer.add_scalar(f"l1-evaluation/{split}", results[split], step)
             record.update({f"l1/{k}": round(v, 6) for k, v in results.items()})
             selection = results.get("validation", None)
