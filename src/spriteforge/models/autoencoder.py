@@ -146,10 +146,7 @@ class AutoEncoder(SpriteModel):
         clean, _ = as_images(batch)
         reconstruction = self(corrupt(clean, self.noise_std))
         loss = F.mse_loss(reconstruction, clean)
-        optimizer = self.optimizers["autoencoder"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("autoencoder", loss)
         return {"autoencoder/total": loss.item(), "autoencoder/l1": (reconstruction.detach() - clean).abs().mean().item()}
 
     # -- evaluation ---------------------------------------------------------------------------------
