@@ -25,19 +25,19 @@ MAX_SIZE = 512
 """Largest --size: the generator runs at least this large, and beyond it a CPU takes minutes per picture."""
 
 
-def run_side(model, config, size: int) -> int:
+def run_side(model, size: int) -> int:
     """The square the generator runs at: its training size, or larger when --size asks for more."""
     multiple = model.size_multiple
-    return max(config.image_size, -(-size // multiple) * multiple)
+    return max(model.image_size, -(-size // multiple) * multiple)
 
 
 @torch.no_grad()
-def stylize_picture(model, config, rgba: np.ndarray, size: int, colours: int = 16, palette: np.ndarray | None = None,
+def stylize_picture(model, rgba: np.ndarray, size: int, colours: int = 16, palette: np.ndarray | None = None,
                     clean: bool = False, outline: bool = False, seed: int = 0, device="cpu") -> tuple[Pixelated, int]:
     """One uint8 RGBA picture → clean pixel art (longest side `size`, or the art's grid) and the run side."""
-    side = run_side(model, config, size)
+    side = run_side(model, size)
     fitted, placement = fit_picture(rgba, side)
-    drawn = imageio.to_uint8(model.stylize(imageio.to_tensor(fitted, config.output_channels)[None].to(device)))[0]
+    drawn = imageio.to_uint8(model.stylize(imageio.to_tensor(fitted, model.channels)[None].to(device)))[0]
     drawn = drawn[placement.top : placement.top + placement.height, placement.left : placement.left + placement.width]
     result = pixelate(drawn, size=size, colours=colours, palette=palette, clean=clean, outline=outline, seed=seed)
     result.source_size = rgba.shape[:2]
@@ -89,13 +89,13 @@ def stylize_files(model_path, inputs: list[str], out: str | Path, size: int | No
     files = input_files(inputs)
     targets = output_paths(inputs, files, Path(out))
     device = torch_device(device)
-    model, config = load_for_inference(model_path, device, stylize=True)
-    size = size or config.image_size
+    model, _ = load_for_inference(model_path, device, stylize=True)
+    size = size or model.image_size
     written, failures = [], []
     for file, target in zip(files, targets):
         try:
             rgba, reduced_by = imageio.load_image(file)
-            result, side = stylize_picture(model, config, rgba, size, colours, palette, clean, outline, seed, device)
+            result, side = stylize_picture(model, rgba, size, colours, palette, clean, outline, seed, device)
             save_pixelated(result, target, reduced_by, indexed=indexed, scale=scale, palette=palette)
         except SpriteForgeError as error:
             failures.append(str(error))
