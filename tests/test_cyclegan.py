@@ -125,6 +125,8 @@ def test_unused_and_bad_flags_are_refused():
         make(lambda_identity=-0.5)
     with pytest.raises(SpriteForgeError, match="--callback-evaluate-l1 does not apply to cyclegan"):
         make(callback_evaluate_l1=True)
+    with pytest.raises(SpriteForgeError, match="--validation-fraction not used by cyclegan"):
+        make(validation_fraction=0.2)
 
 
 # -- losses ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import init_normal, instance_norm
 from spriteforge.models.pix2pix import PatchDiscriminator
+from spriteforge.options import BY_NAME
 
 SIZE_MULTIPLE = 4
 MIN_IMAGE_SIZE = 24
@@ -157,6 +158,8 @@ class CycleGAN(SpriteModel):
         for flag in ("lambda_reconstruction", "lambda_identity"):
             if config[flag] < 0:
                 raise SpriteForgeError(f"--{flag.replace('_', '-')} must not be negative, got {config[flag]}")
+        if config.validation_fraction != BY_NAME["validation-fraction"].default:
+            raise SpriteForgeError("--validation-fraction not used by cyclegan (nothing is selected on validation); remove it")
         for flag, why in (("callback_evaluate_l1", "there is no true pixel-art version of a picture to compare with (pix2pix-pairs has one)"),
                           ("callback_evaluate_fid", "it is not computed for picture → pixel-art models yet")):
             if config.get(flag):
