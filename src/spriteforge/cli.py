@@ -1,4 +1,4 @@
-"""The `spriteforge` command: train, translate, pixelate and data.
+"""The `spriteforge` command: train, translate, pixelate, stylize and data.
 
 Every user-facing problem surfaces as one `error: …` line and a non-zero exit, never a traceback.
 """
@@ -230,6 +230,31 @@ def pixelate(image, out, size, colors, palette_file, outline, clean, background,
                            indexed=indexed, scale=scale, background=None if background == "none" else background, seed=seed)
     click.echo(f"{image}: {result.describe()}", err=True)
     click.echo(out)
+
+
+# -- stylize -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("inputs", nargs=-1, required=True, metavar="PICTURE...")
+@click.option("--out", "out", required=True, type=click.Path(), help="PNG to write (one picture) or folder for <name>.png (several, or a folder)")
+@click.option("--size", default=None, type=click.IntRange(1, 512), help="longest side of the pixel art (default: the model's image size)")
+@click.option("--colors", "colors", default=16, show_default=True, type=click.IntRange(1, 255), help="palette size (k-means in CIELAB)")
+@click.option("--palette", "palette_file", type=click.Path(dir_okay=False), help="use this palette instead: a PNG (its opaque colours) or hex lines")
+@click.option("--outline", is_flag=True, help="remove stray pixels, fill pinholes and add a 1-px outline in the darkest colour")
+@click.option("--clean", is_flag=True, help="remove stray pixels and fill pinholes only")
+@click.option("--indexed", is_flag=True, help="write palette (P-mode) PNGs, index 0 transparent")
+@click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
+@click.option("--seed", default=0, type=int, help="k-means seed")
+@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+def stylize(model_path, inputs, out, size, colors, palette_file, outline, clean, indexed, scale, seed, device):
+    """Turn pictures into pixel art with a cyclegan or pix2pix-pairs run (MODEL), then snap, quantise and clean."""
+    from spriteforge.stylize import stylize_files
+
+    written = stylize_files(model_path, list(inputs), out, size=size, colours=colors, palette_file=palette_file, clean=clean,
+                            outline=outline, indexed=indexed, scale=scale, seed=seed, device=device,
+                            echo=lambda line: click.echo(line, err=True))
+    for path in written:
+        click.echo(str(path))
 
 
 # -- data -----------------------------------------------------------------------------------------

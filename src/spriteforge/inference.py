@@ -34,19 +34,26 @@ def config_from_meta(meta: dict, path: Path) -> Config:
     return config
 
 
-def load_for_inference(location: str | Path, device: str | torch.device = "cpu"):
+def load_for_inference(location: str | Path, device: str | torch.device = "cpu", stylize: bool = False):
     """Rebuild the model a checkpoint describes and load its generator weights (no unpickling).
 
     A folder holding several pix2pix run folders (one per view pair) loads as one imputer of them all.
+    Picture → pixel-art models load only for `stylize=True`, and only they load for it (one clear line).
     """
-    pairs = load_pair_models(location, device)
+    pairs = None if stylize else load_pair_models(location, device)
     if pairs is not None:
         return pairs
     path = find_checkpoint(location)
     tensors, meta = ckpt.read_checkpoint(path)
     config = config_from_meta(meta, path)
     shape = meta["shape"]
-    model = model_class(meta["model"])(config, shape["domains"], shape["channels"], shape["image_size"])
+    cls = model_class(meta["model"])
+    if cls.stylizes and not stylize:
+        raise SpriteForgeError(f"{path}: a {meta['model']} model turns pictures into pixel art; use `spriteforge stylize`")
+    if stylize and not cls.stylizes:
+        raise SpriteForgeError(f"{path}: a {meta['model']} model does not turn pictures into pixel art; "
+                               "stylize needs a run of cyclegan or pix2pix-pairs (or use `spriteforge pixelate` without a model)")
+    model = cls(config, shape["domains"], shape["channels"], shape["image_size"])
     ckpt.load_weights(model, tensors, path, model.inference_networks)
     return model.to(device).eval(), config
 

@@ -97,7 +97,7 @@ OPTIONS: list[Option] = [
     Option("adv", str, "lsgan", "adversarial loss", choices=("lsgan", "r3gan")),
     # sampling models (new characters)
     Option("latent", int, 84, "size of the latent vector z (DCGAN family)"),
-    Option("feature-maps", int, 48, "base width of the DCGAN generator and discriminator"),
+    Option("feature-maps", int, 48, "base width of the DCGAN generator and discriminator (CycleGAN: ngf = ndf, 64)"),
     Option("loss", str, "bce", "adversarial loss of DCGAN: bce (soft labels) or wasserstein (weight clipping)", choices=("bce", "wasserstein")),
     Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)"),
     Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
@@ -113,7 +113,7 @@ OPTIONS: list[Option] = [
     Option("lambda-l1-backward", float, 10.0, "weight of the backward (cycled) L1 (CollaGAN)"),
     Option("lambda-gp", float, 10.0, "weight of the gradient penalty"),
     Option("lambda-domain", float, 10.0, "weight of the domain classification terms"),
-    Option("lambda-reconstruction", float, 10.0, "weight of the cycle reconstruction L1 (StarGAN)"),
+    Option("lambda-reconstruction", float, 10.0, "weight of the cycle reconstruction L1 (StarGAN, CycleGAN)"),
     Option("lambda-ssim", float, 10.0, "weight of the cycled SSIM term (CollaGAN)"),
     Option("lambda-tv", float, 0.0, "weight of the total-variation term (StarGAN)"),
     Option("lambda-latent-reconstruction", float, 1.0, "weight of the latent reconstruction (MUNIT, ReMIC)"),
@@ -131,6 +131,12 @@ OPTIONS: list[Option] = [
     Option("annealing", str, "linear", "temperature annealing for palette quantisation", choices=("none", "linear", "cosine", "expcosine")),
     Option("temperature", float, 0.1, "initial temperature of palette quantisation"),
     Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step"),
+    # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
+    Option("domain-a", str, "", "folder of pictures to turn into pixel art (PNG/JPEG, any size, fitted into --image-size); "
+           "pix2pix-pairs pairs them by file name with the pixel art of --dataset FOLDER (cyclegan, pix2pix-pairs)"),
+    Option("generator-blocks", int, 9, "residual blocks of the CycleGAN ResNet generator (the reference: 9, or 6)"),
+    Option("pool-size", int, 50, "generated images each CycleGAN discriminator also learns from (image history; 0 = off)"),
+    Option("lambda-identity", float, 0.5, "weight of the CycleGAN identity L1, relative to --lambda-reconstruction (0 = off)"),
 ]
 BY_NAME = {option.name: option for option in OPTIONS}
 BY_KEY = {option.key: option for option in OPTIONS}

@@ -406,16 +406,29 @@ def pixelate_file(source: str | Path, out: str | Path, size: int = 64, colours: 
     """Read, pixelate and write a lossless PNG (RGBA, or P-mode with `indexed`): the CLI's whole job."""
     if size < 1:
         raise SpriteForgeError(f"--size must be at least 1 (got {size})")
+    palette = palette_option(palette_file, indexed)
+    rgba, reduced_by = imageio.load_image(source)
+    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background, seed=seed)
+    save_pixelated(result, out, reduced_by, indexed=indexed, scale=scale, palette=palette)
+    return result
+
+
+def palette_option(palette_file: str | Path | None, indexed: bool) -> np.ndarray | None:
+    """`--palette FILE` read and checked against `--indexed` (None without a file)."""
     palette = read_palette(palette_file) if palette_file else None
     if indexed and palette is not None and len(palette) > 255:
         raise SpriteForgeError(f"{palette_file}: {len(palette)} colours do not fit an indexed PNG (255 at most)")
-    rgba, reduced_by = imageio.load_image(source)
-    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background, seed=seed)
+    return palette
+
+
+def save_pixelated(result: Pixelated, out: str | Path, reduced_by: int = 1, indexed: bool = False, scale: int = 1,
+                   palette: np.ndarray | None = None) -> Path:
+    """Note the loader's reduction of a huge picture in `result`, then write a lossless PNG (RGBA, or
+    P-mode with `indexed`, its palette in the given file's order when there is one)."""
     if reduced_by > 1:
-        result.source_size = (rgba.shape[0] * reduced_by, rgba.shape[1] * reduced_by)
+        height, width = result.source_size
+        result.source_size = (height * reduced_by, width * reduced_by)
         result.reduced_by = reduced_by
     if indexed:
-        imageio.save_indexed_png(result.image, out, scale=scale, palette=palette if palette is not None else result.palette)
-    else:
-        imageio.save_png(result.image, out, scale=scale)
-    return result
+        return imageio.save_indexed_png(result.image, out, scale=scale, palette=palette if palette is not None else result.palette)
+    return imageio.save_png(result.image, out, scale=scale)

@@ -30,6 +30,19 @@ class SpriteModel(nn.Module):
     """False for models that draw new characters from noise (DCGAN …): they offer `sample`, not `impute`."""
     evaluation_given_views: ClassVar[int] = 1
     """How many views training-time L1 evaluation gives the model per case (1 for single-source models)."""
+    stylizes: ClassVar[bool] = False
+    """True for picture → pixel-art models (cyclegan, pix2pix-pairs): `stylize` uses them, `translate`,
+    `sample` and `evaluate` refuse them."""
+
+    @classmethod
+    def training_data(cls, config: Config):
+        """The model's own training data, or None for the engine's paired character sets (`load_data`).
+
+        Data returned here may draw its own batches: a `batch_images(step, batch, seed)` method returning
+        uint8 [B, D, H, W, 4] (a pure function of its arguments, so resume stays exact) replaces the
+        engine's character sampler.
+        """
+        return None
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__()

@@ -60,14 +60,14 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: 
 
 
 @contextmanager
-def frozen(network: nn.Module):
-    """Score with `network` while its weights take no gradient: the generator's step back-propagates
+def frozen(*networks: nn.Module):
+    """Score with `networks` while their weights take no gradient: the generator's step back-propagates
     through the discriminator into the generator only, and the discriminator's .grad stays untouched."""
-    parameters = [p for p in network.parameters() if p.requires_grad]
+    parameters = [p for network in networks for p in network.parameters() if p.requires_grad]
     for parameter in parameters:
         parameter.requires_grad_(False)
     try:
-        yield network
+        yield networks
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)

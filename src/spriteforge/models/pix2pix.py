@@ -31,11 +31,15 @@ DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
 UP_WIDTHS = (512, 512, 256, 128, 64, 64)
 
 
+def check_unet_size(image_size: int) -> None:
+    if image_size % 2 ** len(DOWN_WIDTHS):
+        raise SpriteForgeError(f"pix2pix needs --image-size divisible by {2 ** len(DOWN_WIDTHS)} (its U-Net halves it 6 times), not {image_size}")
+
+
 class UNetGenerator(nn.Module):
     def __init__(self, channels: int, image_size: int):
         super().__init__()
-        if image_size % 2 ** len(DOWN_WIDTHS):
-            raise SpriteForgeError(f"pix2pix needs --image-size divisible by {2 ** len(DOWN_WIDTHS)} (its U-Net halves it 6 times), not {image_size}")
+        check_unet_size(image_size)
         self.downs = nn.ModuleList()
         cin = channels
         for index, width in enumerate(DOWN_WIDTHS):
@@ -72,21 +76,27 @@ class UNetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    def __init__(self, channels: int):
+    """The 70×70 PatchGAN: conditional on a second image (pix2pix), or on the image alone (CycleGAN).
+
+    `width` is the first layer's width (ndf, 64 in the reference); the others are 2, 4 and 8 times it.
+    """
+
+    def __init__(self, channels: int, conditional: bool = True, width: int = 64):
         super().__init__()
-        layers, cin = [], 2 * channels
-        for index, (width, stride) in enumerate(((64, 2), (128, 2), (256, 2), (512, 1))):
-            layers.append(nn.Conv2d(cin, width, 4, stride, 1, bias=index == 0))
+        layers, cin = [], (2 if conditional else 1) * channels
+        for index, (multiple, stride) in enumerate(((1, 2), (2, 2), (4, 2), (8, 1))):
+            width_here = multiple * width
+            layers.append(nn.Conv2d(cin, width_here, 4, stride, 1, bias=index == 0))
             if index > 0:
-                layers.append(instance_norm(width))
+                layers.append(instance_norm(width_here))
             layers.append(nn.LeakyReLU(0.2))
-            cin = width
+            cin = width_here
         layers.append(nn.Conv2d(cin, 1, 4, 1, 1))
         self.layers = nn.Sequential(*layers)
         init_normal(self)
 
-    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.layers(torch.cat([condition, image], dim=1))
+    def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        return self.layers(image if condition is None else torch.cat([condition, image], dim=1))
 
 
 class Pix2Pix(SpriteModel):
@@ -97,17 +107,21 @@ class Pix2Pix(SpriteModel):
 
     def __init__(self, config, domain_count, channels, image_size):
         super().__init__(config, domain_count, channels, image_size)
+        self.source, self.target = self.view_pair(config)
+        self.generator = UNetGenerator(channels, image_size)
+        self.discriminator = PatchDiscriminator(channels)
+        self.make_optimizer("generator", self.generator, config.lr)
+        self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+
+    def view_pair(self, config) -> tuple[int, int]:
+        """The (source, target) domain indices this model learns, from --source and --target."""
         domains = list(config.domains)
         for flag in ("source", "target"):
             if config[flag] not in domains:
                 raise SpriteForgeError(f"--{flag} {config[flag]}: not one of the views {', '.join(domains)} (--domains)")
         if config.source == config.target:
             raise SpriteForgeError(f"--source and --target are both '{config.source}': pick two different views")
-        self.source, self.target = domains.index(config.source), domains.index(config.target)
-        self.generator = UNetGenerator(channels, image_size)
-        self.discriminator = PatchDiscriminator(channels)
-        self.make_optimizer("generator", self.generator, config.lr)
-        self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+        return domains.index(config.source), domains.index(config.target)
 
     def train_step(self, batch, step, progress):
         config = self.config

@@ -115,7 +115,7 @@ class Trainer:
         self.device = pick_device(config)
         torch.use_deterministic_algorithms(True, warn_only=True)
         sources, test_sources = dataset_sources(config)
-        self.data = data or load_data(
+        self.data = data or model_class(config.model).training_data(config) or load_data(
             sources, domains=tuple(config.domains), image_size=config.image_size, data_dir=config.data_dir or None,
             seed=config.seed, validation_fraction=config.validation_fraction, test_sources=test_sources,
         )
@@ -132,7 +132,8 @@ class Trainer:
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
         )
-        self.train_images = torch.from_numpy(self.data.train.images)
+        # Data with its own sampler (unpaired folders) draws batches itself; see SpriteModel.training_data.
+        self.train_images = None if hasattr(self.data, "batch_images") else torch.from_numpy(self.data.train.images)
         self.state = RunState()
         if resume is not None:
             self.run_dir = Path(resume)
@@ -185,14 +186,17 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
-        indices = batch_indices(step, self.config.batch, len(self.train_images), self.config.seed)
-        images = self.train_images[indices].float().movedim(-1, -3)  # [B, D, 4, H, W], 0..255
+        if self.train_images is None:
+            images = self.data.batch_images(step, self.config.batch, self.config.seed)
+        else:
+            images = self.train_images[batch_indices(step, self.config.batch, len(self.train_images), self.config.seed)]
+        images = images.float().movedim(-1, -3)  # [B, D, 4, H, W], 0..255
         generator = torch.Generator().manual_seed(step_seed(self.config.seed, step) ^ 0x5EED)
         images = self.augmentation(images, generator)
         return normalise(images, self.channels).to(self.device)
 
     def apply_learning_rates(self, step: int) -> float:
-        steps_per_epoch = math.ceil(len(self.train_images) / self.config.batch)
+        steps_per_epoch = math.ceil(len(self.data.train) / self.config.batch)
         factor = learning_rate_factor(self.config.lr_decay, step, self.total_steps, steps_per_epoch, self.config.get("lr_epoch_decay", 1.0))
         for name, optimizer in self.model.optimizers.items():
             for group in optimizer.param_groups:
