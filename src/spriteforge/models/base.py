@@ -30,6 +30,8 @@ class SpriteModel(nn.Module):
     """False for models that draw new characters from noise (DCGAN …): they offer `sample`, not `impute`."""
     evaluation_given_views: ClassVar[int] = 1
     """How many views training-time L1 evaluation gives the model per case (1 for single-source models)."""
+    style_size: ClassVar[int] = 0
+    """Length of the style code `impute(..., style=)` accepts (munit, remic); 0 for models without a style."""
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__()
@@ -61,6 +63,13 @@ class SpriteModel(nn.Module):
     def train_step(self, batch: torch.Tensor, step: int, progress: float) -> dict[str, float]:
         """One update on a batch [B, domains, C, H, W] in [-1, 1]; returns named loss values."""
         raise NotImplementedError
+
+    def step_optimizer(self, name: str, loss: torch.Tensor) -> float:
+        """Back-propagate `loss` into fresh gradients and take one step of optimiser `name`; returns the loss."""
+        self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[name].step()
+        return loss.item()
 
     # -- inference --------------------------------------------------------------------------------
     #: True when `impute` accepts `palette=` and draws only its colours (collagan --palette-quantization).
