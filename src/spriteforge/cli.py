@@ -140,13 +140,18 @@ def train(model, config_file, resume, **values):
                    "collagan --palette-quantization draws with it, other models' views are snapped to it (nearest RGB), given views too")
 @click.option("--indexed", is_flag=True, help="write indexed (P-mode) PNGs with the exact palette, index 0 transparent (≤ 255 colours)")
 @click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-def translate(model_path, back, left, front, right, out, scale, separate, soft_alpha, palette_from, indexed, device):
+@click.option("--styles", default=1, type=click.IntRange(1, 64), show_default=True,
+              help="munit, remic: K variations, one row each: the encoded style first (see --style), then styles sampled from N(0, I)")
+@click.option("--style", "style_source", type=click.Choice(["encoded", "sampled"]), default=None,
+              help="munit, remic: the first row's style: encoded (default; munit: the target view's style encoder on the source view, remic: on the empty target slot) or sampled")
+@click.option("--seed", default=None, type=int, help="seed of the sampled styles (default 0; the same seed draws the same sheet)")
+def translate(model_path, back, left, front, right, out, scale, separate, soft_alpha, palette_from, indexed, device, styles, style_source, seed):
     """Draw the missing views of a character from the views given (MODEL: run folder or checkpoint)."""
     from spriteforge.translation import translate_files
 
     given = {name: path for name, path in zip(VIEWS, (back, left, front, right)) if path}
     written = translate_files(model_path, given, Path(out), scale=scale, separate=separate, binary_alpha=not soft_alpha, device=device,
-                              palette_from=palette_from, indexed=indexed)
+                              palette_from=palette_from, indexed=indexed, styles=styles, style_source=style_source, seed=seed)
     for path in written:
         click.echo(str(path))
 

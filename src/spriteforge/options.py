@@ -97,7 +97,7 @@ OPTIONS: list[Option] = [
     Option("adv", str, "lsgan", "adversarial loss", choices=("lsgan", "r3gan")),
     # sampling models (new characters)
     Option("latent", int, 84, "size of the latent vector z (DCGAN family)"),
-    Option("feature-maps", int, 48, "base width of the DCGAN generator and discriminator (CycleGAN: ngf = ndf, 64)"),
+    Option("feature-maps", int, 48, "base width of the generator and discriminator (DCGAN family; MUNIT, ReMIC: 64 = the reference; CycleGAN: ngf = ndf, 64)"),
     Option("loss", str, "bce", "adversarial loss of DCGAN: bce (soft labels) or wasserstein (weight clipping)", choices=("bce", "wasserstein")),
     Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)"),
     Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
@@ -109,7 +109,7 @@ OPTIONS: list[Option] = [
     Option("critic-norm", str, "layer", "normalisation in the WGAN-GP critic (never BatchNorm)", choices=("none", "layer", "instance")),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
-    Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target"),
+    Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target (MUNIT: within-view reconstruction; ReMIC: image consistency)"),
     Option("lambda-l1-backward", float, 10.0, "weight of the backward (cycled) L1 (CollaGAN)"),
     Option("lambda-gp", float, 10.0, "weight of the gradient penalty"),
     Option("lambda-domain", float, 10.0, "weight of the domain classification terms"),
@@ -117,7 +117,7 @@ OPTIONS: list[Option] = [
     Option("lambda-ssim", float, 10.0, "weight of the cycled SSIM term (CollaGAN)"),
     Option("lambda-tv", float, 0.0, "weight of the total-variation term (StarGAN)"),
     Option("lambda-latent-reconstruction", float, 1.0, "weight of the latent reconstruction (MUNIT, ReMIC)"),
-    Option("lambda-cyclic-reconstruction", float, 0.0, "weight of the cyclic reconstruction (MUNIT, ReMIC)"),
+    Option("lambda-cyclic-reconstruction", float, 0.0, "weight of the cyclic reconstruction (MUNIT: back to the source view; ReMIC: every view, hidden ones included, from sampled styles)"),
     Option("lambda-palette", float, 0.0, "weight of the palette coverage term"),
     Option("lambda-histogram", float, 0.0, "weight of the histogram term (CollaGAN)"),
     Option("lambda-regularization", float, 0.0, "effective L2 weight-decay coefficient on generator kernels"),

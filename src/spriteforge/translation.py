@@ -56,8 +56,10 @@ def model_palette(palette: np.ndarray, channels: int) -> torch.Tensor:
 
 @torch.no_grad()
 def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: bool = True, device="cpu",
-                    palette: np.ndarray | None = None) -> list[np.ndarray]:
+                    palette: np.ndarray | None = None, style: torch.Tensor | None = None) -> list[np.ndarray]:
     """Return every domain's view (uint8 RGBA): the given ones as given, the others generated.
+
+    `style` ([1, style_size]) replaces the model's own choice of style (munit, remic) for every drawn view.
 
     With `palette` ([N, 3] uint8) every view, given ones included, uses only those colours: a
     palette-quantising model draws with them directly, and every view is then snapped to the nearest
@@ -76,6 +78,8 @@ def translate_views(model, config, given: dict[str, np.ndarray], binary_alpha: b
     forced = {}
     if palette is not None and model.quantizes_palette:
         forced["palette"] = model_palette(palette, config.output_channels).to(device)
+    if style is not None:
+        forced["style"] = style.to(device)
     missing = [index for index in range(len(domains)) if not available[0, index]]
     drawable = [index for index in missing if model.can_impute(available, torch.tensor([index]))[0]]
     if missing and not drawable:  # let the model say what it needs, in one line
@@ -111,12 +115,27 @@ def indexed_palette(sheet: np.ndarray, palette: np.ndarray | None, out: Path) ->
     return used
 
 
+STYLE_SOURCES = ("encoded", "sampled")
+
+
+def style_rows(style_size: int, count: int, source: str, seed: int) -> list[torch.Tensor | None]:
+    """The styles of `count` variations: the model's own (encoded) style first unless `source` is
+    'sampled', then draws from N(0, I) seeded by `seed` (the same seed gives the same sheet)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows: list[torch.Tensor | None] = [None] if source == "encoded" else []
+    while len(rows) < count:
+        rows.append(torch.randn(1, style_size, generator=generator))
+    return rows
+
+
 def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: int = 1, separate: bool = False,
                     binary_alpha: bool = True, device: str = "cpu", palette_from: str | Path | None = None,
-                    indexed: bool = False) -> list[Path]:
+                    indexed: bool = False, styles: int = 1, style_source: str | None = None, seed: int | None = None) -> list[Path]:
     """Draw the missing views and write the sheet (and with `separate` one file per view).
 
     `palette_from`: force a palette (see `translate_views`); `indexed`: write P-mode PNGs, index 0 transparent.
+    `styles` K > 1 (models with a style code): K rows, one per style (`style_rows`); `separate` files are then
+    named <out>-<row>-<view>.png.
     """
     if not given_paths:
         raise SpriteForgeError("give at least one view: --front, --back, --left or --right")
@@ -132,9 +151,20 @@ def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: i
         raise SpriteForgeError(f"this model's views are {', '.join(config.domains)}; it has no '{unknown[0]}' view")
     if len(given_paths) == len(config.domains):
         raise SpriteForgeError("all views are given, so there is nothing to draw; leave out the views you want drawn")
+    style_size = getattr(model, "style_size", 0)
+    if styles < 1:
+        raise SpriteForgeError(f"--styles must be at least 1, got {styles}")
+    if (styles > 1 or style_source is not None) and not style_size:
+        flag = "--styles" if styles > 1 else "--style"
+        raise SpriteForgeError(f"{flag}: {config.model} has no style code to vary (munit and remic have one); leave {flag} out")
+    if style_source is not None and style_source not in STYLE_SOURCES:
+        raise SpriteForgeError(f"--style must be one of {', '.join(STYLE_SOURCES)}, got '{style_source}'")
+    if seed is not None and styles == 1 and style_source != "sampled":
+        raise SpriteForgeError("--seed only seeds sampled styles: add --styles K or --style sampled, or leave --seed out")
     images = {name: imageio.load_rgba(path, config.image_size) for name, path in given_paths.items()}
-    views = translate_views(model, config, images, binary_alpha, device, palette)
-    sheet = imageio.grid([views], padding=0)
+    rows = [translate_views(model, config, images, binary_alpha, device, palette, style)
+            for style in style_rows(style_size, styles, style_source or "encoded", seed or 0)]
+    sheet = imageio.grid(rows, padding=0)
     if indexed:
         colours = indexed_palette(sheet, palette, out)
         save = lambda image, path: imageio.save_indexed_png(image, path, scale, palette=colours)
@@ -142,6 +172,8 @@ def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: i
         save = lambda image, path: imageio.save_png(image, path, scale)
     written = [save(sheet, out)]
     if separate:
-        for name, image in zip(config.domains, views):
-            written.append(save(image, out.with_name(f"{out.stem}-{name}{out.suffix or '.png'}")))
+        for row, views in enumerate(rows, start=1):
+            prefix = f"{out.stem}-{row}" if len(rows) > 1 else out.stem
+            for name, image in zip(config.domains, views):
+                written.append(save(image, out.with_name(f"{prefix}-{name}{out.suffix or '.png'}")))
     return written

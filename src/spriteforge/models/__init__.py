@@ -9,15 +9,17 @@ from spriteforge.models.cdcgan import ConditionalDCGAN
 from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.cyclegan import CycleGAN
 from spriteforge.models.dcgan import DCGAN
+from spriteforge.models.munit import MUNIT
 from spriteforge.models.pix2pix import Pix2Pix
 from spriteforge.models.pix2pix_pairs import Pix2PixPairs
+from spriteforge.models.remic import ReMIC
 from spriteforge.models.stargan import PairedStarGAN
 from spriteforge.models.stargan_unpaired import UnpairedStarGAN
 from spriteforge.models.wgan_gp import WGANGP
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
-    AutoEncoder, CycleGAN, Pix2PixPairs,
+    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC,
 )}
 
 

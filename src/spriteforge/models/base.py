@@ -43,6 +43,8 @@ class SpriteModel(nn.Module):
         engine's character sampler.
         """
         return None
+    style_size: ClassVar[int] = 0
+    """Length of the style code `impute(..., style=)` accepts (munit, remic); 0 for models without a style."""
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__()
@@ -70,12 +72,13 @@ class SpriteModel(nn.Module):
         self.optimizers[name] = torch.optim.Adam(network.parameters(), lr=lr, betas=(config.beta1, config.beta2))
         self.base_lrs[name] = lr
 
-    def optimize(self, name: str, loss: torch.Tensor) -> None:
-        """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step."""
+    def optimize(self, name: str, loss: torch.Tensor) -> float:
+        """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step; returns the loss."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        return loss.item()
 
     # -- training ---------------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, step: int, progress: float) -> dict[str, float]:

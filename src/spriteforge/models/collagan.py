@@ -341,11 +341,10 @@ class CollaGAN(SpriteModel):
     @torch.no_grad()
     def debug_discriminator(self, batch):
         """LSGAN scores of real and generated targets; example i draws view i mod D from the others."""
-        rows = torch.arange(batch.shape[0], device=batch.device)
-        target = rows % self.domain_count
-        available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
-        available[rows, target] = False
-        real, fake = batch[rows, target], self.impute(batch, available, target)
+        from spriteforge.training.evaluation import leave_one_out
+
+        target, available = leave_one_out(batch)
+        real, fake = batch[torch.arange(len(batch), device=batch.device), target], self.impute(batch, available, target)
         return [real, fake, self.discriminator(real)[0], self.discriminator(fake)[0]]
 
     # -- pictures -----------------------------------------------------------------------------------

@@ -22,6 +22,16 @@ from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, i
 SOURCE_PREFERENCE = {0: (0, 2, 1, 3), 1: (1, 3, 2, 0), 2: (2, 0, 1, 3), 3: (3, 1, 2, 0)}
 
 
+def best_sources(available: torch.Tensor, target: torch.Tensor, domain_count: int) -> torch.Tensor:
+    """For single-source models: the best available view to draw each target from (mirror pose first)."""
+    sources = []
+    for row, wanted in zip(available.tolist(), target.tolist()):
+        order = SOURCE_PREFERENCE.get(wanted, ()) if domain_count == 4 else ()
+        order = [*order, *range(domain_count)]
+        sources.append(next(d for d in order if row[d]))
+    return torch.tensor(sources, device=target.device)
+
+
 class StarGenerator(nn.Module):
     """7×7 conv, two stride-2 downs, 6 residual blocks, two transposed-conv ups, 7×7 conv + tanh."""
 
@@ -177,12 +187,7 @@ class PairedStarGAN(SpriteModel):
 
     def choose_sources(self, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The best available single source for each target (mirror pose first)."""
-        sources = []
-        for row, wanted in zip(available.tolist(), target.tolist()):
-            order = SOURCE_PREFERENCE.get(wanted, ()) if self.domain_count == 4 else ()
-            order = [*order, *range(self.domain_count)]
-            sources.append(next(d for d in order if row[d]))
-        return torch.tensor(sources, device=target.device)
+        return best_sources(available, target, self.domain_count)
 
     @torch.no_grad()
     def impute(self, views, available, target):
