@@ -11,9 +11,11 @@ from spriteforge.models.pix2pix import Pix2Pix
 from spriteforge.models.stargan import PairedStarGAN
 from spriteforge.models.stargan_unpaired import UnpairedStarGAN
 from spriteforge.models.wgan_gp import WGANGP
+from spriteforge.models.yamata import Yamata
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
+    Yamata,
 )}
 
 

@@ -26,6 +26,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import init_normal, instance_norm, tiled_one_hot
+from spriteforge.training.evaluation import one_view_missing
 
 # P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
 DROPOUT_PROBABILITIES = {
@@ -348,10 +349,7 @@ class CollaGAN(SpriteModel):
     @torch.no_grad()
     def debug_discriminator(self, batch):
         """LSGAN scores of real and generated targets; example i draws view i mod D from the others."""
-        rows = torch.arange(batch.shape[0], device=batch.device)
-        target = rows % self.domain_count
-        available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
-        available[rows, target] = False
+        rows, target, available = one_view_missing(batch)
         real, fake = batch[rows, target], self.impute(batch, available, target)
         return [real, fake, self.discriminator(real)[0], self.discriminator(fake)[0]]
 

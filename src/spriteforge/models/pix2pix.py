@@ -18,13 +18,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
+from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import init_normal, instance_norm
+from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.stargan import SOURCE_PREFERENCE
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
@@ -72,9 +72,11 @@ class UNetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    def __init__(self, channels: int):
+    """`in_channels` defaults to image + condition (2 × channels); yamata passes its 4-view tuple + mask."""
+
+    def __init__(self, channels: int, in_channels: int | None = None):
         super().__init__()
-        layers, cin = [], 2 * channels
+        layers, cin = [], in_channels or 2 * channels
         for index, (width, stride) in enumerate(((64, 2), (128, 2), (256, 2), (512, 1))):
             layers.append(nn.Conv2d(cin, width, 4, stride, 1, bias=index == 0))
             if index > 0:
@@ -116,19 +118,14 @@ class Pix2Pix(SpriteModel):
 
         real_logits = self.discriminator(target, source)
         fake_logits = self.discriminator(fake.detach(), source)
-        d_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-        d_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        d_real, d_fake = losses.bce_discriminator_terms(real_logits, fake_logits)
         d_loss = 0.5 * (d_real + d_fake)
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         self.optimizers["discriminator"].step()
 
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(False)
-        fake_logits = self.discriminator(fake, source)
-        for parameter in self.discriminator.parameters():
-            parameter.requires_grad_(True)
-        g_adversarial = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+        with frozen(self.discriminator):
+            g_adversarial = losses.bce_generator_term(self.discriminator(fake, source))
         g_l1 = (fake - target).abs().mean()
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1
         self.optimizers["generator"].zero_grad(set_to_none=True)

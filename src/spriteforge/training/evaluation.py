@@ -40,6 +40,15 @@ def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
     return total / pixels
 
 
+def one_view_missing(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, target, available) for a batch [B, D, …] where example i misses view i mod D only."""
+    rows = torch.arange(batch.shape[0], device=batch.device)
+    target = rows % batch.shape[1]
+    available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
+    available[rows, target] = False
+    return rows, target, available
+
+
 @torch.no_grad()
 def impute_all_views(model, views: torch.Tensor, device) -> torch.Tensor:
     """For each character and view, that view drawn from all the other views: [B, D, C, H, W]."""
