@@ -50,14 +50,14 @@ def generator_parameters(capacity, size, channels=4, domains=4, latent=128):
     total += conv(2 * w[3], w[3]) + norm(w[3]) + residual(w[3]) + attention(w[3])
     for level in (2, 1, 0):
         total += conv(w[level + 1] + w[level], w[level]) + norm(w[level]) + residual(w[level]) + (attention(w[level]) if level else 0)
-    return total + domains * (conv(w[0], w[0]) + norm(w[0]) + w[0] * channels + channels)
+    return total + domains * (conv(w[0], w[0]) + norm(w[0]) + conv(w[0], channels, 7) + channels)
 
 
 def test_parameter_counts_and_shapes():
     for capacity in (1, 2):
         assert parameter_count(make(size=64, capacity=capacity).generator) == generator_parameters(capacity, 64)
-    assert parameter_count(make(size=64).generator) == 2_143_397
-    assert parameter_count(make(size=64, capacity=4).generator) == generator_parameters(4, 64) == 21_386_837
+    assert parameter_count(make(size=64).generator) == 2_155_685
+    assert parameter_count(make(size=64, capacity=4).generator) == generator_parameters(4, 64) == 21_435_989
     assert parameter_count(make(size=32, latent=16).generator) == generator_parameters(1, 32, latent=16)
     model = make(size=64)
     # pix2pix's PatchGAN with the tuple (4 views × 4 channels) and 4 mask planes as input.
