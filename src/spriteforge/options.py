@@ -122,6 +122,7 @@ OPTIONS: list[Option] = [
     Option("lambda-histogram", float, 0.0, "weight of the histogram term (CollaGAN)"),
     Option("lambda-regularization", float, 0.0, "effective L2 weight-decay coefficient on generator kernels"),
     Option("lambda-kl", float, 0.01, "weight of the KL term (ReMIC)"),
+    Option("lambda-l1-given", float, 0.0, "weight of the L1 on the given views' reconstructions (yamata; inference copies given views)"),
     # imputation specifics
     Option("input-dropout", str, "none", "input dropout strategy (CollaGAN, ReMIC)",
            choices=("none", "original", "aggressive", "balanced", "conservative", "curriculum")),

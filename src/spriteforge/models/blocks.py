@@ -59,6 +59,28 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: 
     return ((gradients.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
+class SelfAttention(nn.Module):
+    """SAGAN self-attention: every position mixes the values of all positions, x + γ·attention(x).
+
+    Queries and keys are 1×1 convs to C/8 channels, values a 1×1 conv to C (as in SAGAN); logits are
+    scaled by 1/√(C/8) for stable softmaxes at init. γ starts at 0, so a fresh block is the identity
+    and the network learns how much long-range mixing (e.g. matching a far-away view slot) to use.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        inner = max(1, channels // 8)
+        self.query = nn.Conv2d(channels, inner, 1)
+        self.key = nn.Conv2d(channels, inner, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = lambda t: t.flatten(2).transpose(1, 2)  # [B, HW, C']
+        mixed = F.scaled_dot_product_attention(flat(self.query(x)), flat(self.key(x)), flat(self.value(x)))
+        return x + self.gamma * mixed.transpose(1, 2).reshape(x.shape)
+
+
 @contextmanager
 def frozen(*networks: nn.Module):
     """Score with `networks` while their weights take no gradient: the generator's step back-propagates

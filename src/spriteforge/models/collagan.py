@@ -26,6 +26,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm, tiled_one_hot
+from spriteforge.training.evaluation import one_view_missing
 
 # P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
 DROPOUT_PROBABILITIES = {
@@ -341,10 +342,8 @@ class CollaGAN(SpriteModel):
     @torch.no_grad()
     def debug_discriminator(self, batch):
         """LSGAN scores of real and generated targets; example i draws view i mod D from the others."""
-        from spriteforge.training.evaluation import leave_one_out
-
-        target, available = leave_one_out(batch)
-        real, fake = batch[torch.arange(len(batch), device=batch.device), target], self.impute(batch, available, target)
+        rows, target, available = one_view_missing(batch)
+        real, fake = batch[rows, target], self.impute(batch, available, target)
         return [real, fake, self.discriminator(real)[0], self.discriminator(fake)[0]]
 
     # -- pictures -----------------------------------------------------------------------------------

@@ -41,6 +41,18 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -torch.log(((1 + ssim(x, y)) / 2).clamp_min(1e-6))
 
 
+# -- vanilla GAN ------------------------------------------------------------------------------------
+def bce_discriminator_terms(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE(real, 1) and BCE(fake, 0) on logits; D's objective is their half-sum (pix2pix's convention)."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)),
+            F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def bce_generator_term(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss BCE(fake, 1)."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
 # -- HistoGAN log-chroma histograms ----------------------------------------------------------------
 HISTOGRAM_BINS = 64
 HISTOGRAM_BOUNDARY = 3.0

@@ -158,10 +158,10 @@ class MUNIT(SpriteModel):
     @torch.no_grad()
     def debug_discriminator(self, batch):
         """Finest-scale LSGAN maps of real and drawn targets; example i draws view i mod D from the others."""
-        from spriteforge.training.evaluation import leave_one_out
+        from spriteforge.training.evaluation import one_view_missing
 
-        target, available = leave_one_out(batch)
-        real, fake = batch[torch.arange(len(batch), device=batch.device), target], self.impute(batch, available, target)
+        rows, target, available = one_view_missing(batch)
+        real, fake = batch[rows, target], self.impute(batch, available, target)
         finest = lambda images: torch.stack([self.discriminator[t](image[None])[0][0] for image, t in zip(images, target.tolist())])
         return [real, fake, finest(real), finest(fake)]
 

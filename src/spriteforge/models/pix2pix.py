@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
+from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.stargan import SOURCE_PREFERENCE
@@ -79,11 +79,12 @@ class PatchDiscriminator(nn.Module):
     """The 70×70 PatchGAN: conditional on a second image (pix2pix), or on the image alone (CycleGAN).
 
     `width` is the first layer's width (ndf, 64 in the reference); the others are 2, 4 and 8 times it.
+    `in_channels` overrides the input width (yamata judges its 4-view tuple plus the availability mask).
     """
 
-    def __init__(self, channels: int, conditional: bool = True, width: int = 64):
+    def __init__(self, channels: int, conditional: bool = True, width: int = 64, in_channels: int | None = None):
         super().__init__()
-        layers, cin = [], (2 if conditional else 1) * channels
+        layers, cin = [], in_channels or (2 if conditional else 1) * channels
         for index, (multiple, stride) in enumerate(((1, 2), (2, 2), (4, 2), (8, 1))):
             width_here = multiple * width
             layers.append(nn.Conv2d(cin, width_here, 4, stride, 1, bias=index == 0))
@@ -130,14 +131,12 @@ class Pix2Pix(SpriteModel):
 
         real_logits = self.discriminator(target, source)
         fake_logits = self.discriminator(fake.detach(), source)
-        d_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-        d_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        d_real, d_fake = losses.bce_discriminator_terms(real_logits, fake_logits)
         d_loss = 0.5 * (d_real + d_fake)
         self.optimize("discriminator", d_loss)
 
         with frozen(self.discriminator):
-            fake_logits = self.discriminator(fake, source)
-        g_adversarial = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+            g_adversarial = losses.bce_generator_term(self.discriminator(fake, source))
         g_l1 = (fake - target).abs().mean()
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1
         self.optimize("generator", g_loss)

@@ -22,15 +22,6 @@ def evaluation_cases(count: int, domains: int, given: int, seed: int) -> tuple[t
     return available, targets
 
 
-def leave_one_out(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target [B], available [B, D]) where example i draws view i mod D from all the others (debug pictures)."""
-    rows = torch.arange(batch.shape[0], device=batch.device)
-    target = rows % batch.shape[1]
-    available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
-    available[rows, target] = False
-    return target, available
-
-
 @torch.no_grad()
 def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
     """Mean |generated − real| over RGBA in [-1, 1], one (distinct) character per case."""
@@ -47,6 +38,15 @@ def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
         total += difference.sum().item()
         pixels += difference.numel()
     return total / pixels
+
+
+def one_view_missing(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, target, available) for a batch [B, D, …] where example i misses view i mod D only."""
+    rows = torch.arange(batch.shape[0], device=batch.device)
+    target = rows % batch.shape[1]
+    available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
+    available[rows, target] = False
+    return rows, target, available
 
 
 @torch.no_grad()
