@@ -155,3 +155,11 @@ def test_fast_enough():
         generate_characters(400, seed=0)
         best = min(best, time.perf_counter() - start)
     assert best < 2.0, f"400 characters took {best:.2f} s"
+
+
+@pytest.mark.parametrize("size", [20, 36])
+def test_train_on_an_unsupported_synthetic_size_is_one_line(tmp_path, size):
+    from test_cli import assert_clean_error, run_cli
+
+    result = run_cli("train", "stargan-paired", "--image-size", size, "--steps", 1, "--log-folder", tmp_path, cwd=tmp_path)
+    assert_clean_error(result, f"--image-size {size} is not one")

@@ -58,6 +58,9 @@ def synthetic_splits(image_size: int = 64, domain_count: int = 4, count: int = S
 
     if domain_count != 4:
         raise SpriteForgeError("the synthetic dataset has exactly 4 domains (back, left, front, right)")
+    if image_size % 16 or not 32 <= image_size <= 512:
+        raise SpriteForgeError(f"the synthetic dataset is drawn at sizes that are multiples of 16 from 32 to 512; "
+                               f"--image-size {image_size} is not one (use 32, 64, 128, …)")
     images = generate_characters(count, seed=seed, size=image_size)
     names = [f"synthetic/{i}" for i in range(count)]
     cut = math.ceil(0.85 * count)
