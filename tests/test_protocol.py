@@ -265,3 +265,47 @@ def test_protocol_skips_cases_a_pair_model_cannot_draw():
     with pytest.raises(SpriteForgeError, match="draws none of the 28 cases"):
         run_protocol({"never": type("Never", (Oracle,), {"can_impute": lambda self, a, t: torch.zeros(len(t), dtype=torch.bool)})(views)},
                      images, selected=("l1",))
+
+
+def _sampler_run(tmp_path, model_name: str, **given):
+    """An untrained sampling model saved as a run folder, 32×32, on a small split folder."""
+    from spriteforge.models import model_class
+    from spriteforge.options import resolve
+    from spriteforge.training import checkpoint as ckpt
+
+    folder = write_split_folder(tmp_path / "sprites", train=3, test=4, size=32)
+    cls = model_class(model_name)
+    config = resolve(model_name, cls.uses, cls.defaults, {"image_size": 32, "dataset": [str(folder)], **given})
+    torch.manual_seed(0)
+    model = cls(config, 4, 4, 32)
+    run = tmp_path / model_name
+    ckpt.save_checkpoint(run / "checkpoints" / "best.safetensors", model, 0, include_training_state=False, networks=model.inference_networks)
+    return run
+
+
+def test_evaluate_a_sampler_reports_pixel_art_statistics(tmp_path, capsys):
+    run = _sampler_run(tmp_path, "dcgan", feature_maps=4)
+    main(["evaluate", str(run), "--metrics", "palette"])
+    report = json.loads(next((run / "evaluation").glob("*/evaluation.json")).read_text())
+    assert report["kind"] == "sampler" and report["images"] == 16 and not report["view_conditional"]
+    row = report["systems"]["dcgan"]["all"]
+    assert row["images"] == 16 and 0 <= row["alpha_binary"] <= 1 and row["colours"] >= 1
+    copy = report["systems"]["baseline:train-set"]["all"]
+    assert copy["images"] == 8 and copy["alpha_binary"] == 1.0  # 2 train characters after the validation carve; binary alpha
+    assert copy["real_colours"] == row["real_colours"] > 1
+    assert "| dcgan | all | 16 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(run), "--metrics", "l1,ssim"])
+    assert "only fid, kid, palette apply" in capsys.readouterr().err
+
+
+def test_evaluate_a_view_conditional_sampler_per_view(tmp_path, extractor):
+    from spriteforge.evaluation.protocol import evaluate_location
+
+    run = _sampler_run(tmp_path, "cdcgan", feature_maps=4)
+    report, _, text = evaluate_location(str(run), selected=("fid", "kid"), limit=4)
+    systems = report["systems"]
+    assert report["view_conditional"] and set(systems["cdcgan"]) == {"all", "back", "left", "front", "right"}
+    assert all(systems["cdcgan"][view]["images"] == 4 for view in ("back", "left", "front", "right"))
+    assert systems["baseline:train-set"]["all"]["fid"] < systems["cdcgan"]["all"]["fid"]  # real sprites beat untrained noise
+    assert "| cdcgan | front | 4 |" in text

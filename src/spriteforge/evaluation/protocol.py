@@ -383,15 +383,20 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
     from spriteforge.options import dataset_sources
 
     imputers: dict = {}
+    if not model.startswith("baseline:"):
+        from spriteforge.inference import load_for_inference
+
+        network, config = load_for_inference(model, device)
+        if not network.imputes:
+            return evaluate_sampler_location(model, network, config, datasets=datasets, data_dir=data_dir, split=split,
+                                             selected=selected, baselines=baselines, limit=limit, device=device, resize=resize,
+                                             background=background, image_size=image_size, seed=seed, out=out)
     if model.startswith("baseline:"):
         imputers[model] = baseline(model)
         channels, domains, size, sources, tests = 4, VIEWS, image_size or 64, list(datasets or ["synthetic"]), None
         validation_fraction, data_seed = 0.1, 0
         default_out = Path("evaluation") / model.replace(":", "-")
     else:
-        from spriteforge.inference import load_for_inference
-
-        network, config = load_for_inference(model, device)
         imputers[config.model] = network
         channels, domains, size = config.output_channels, tuple(config.domains), config.image_size
         if image_size and image_size != size:
@@ -429,3 +434,131 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
     title = f"{model} on {dataset_name} ({split}, {report['characters']} characters)"
     paths = write_report(report, folder, title)
     return report, paths, markdown(report, title)
+
+
+# -- sampling models (new characters) ---------------------------------------------------------------
+SAMPLER_METRICS = ("fid", "kid", "palette")
+
+
+def view_conditional(model) -> bool:
+    """Whether the sampler draws a chosen view (cdcgan, biggan …) rather than any view."""
+    return int(getattr(model, "view_count", 0) or 0) > 1
+
+
+@torch.no_grad()
+def draw_samples(model, count: int, views: torch.Tensor | None, device, seed: int, batch: int = 64) -> torch.Tensor:
+    """`count` seeded samples [N, C, H, W] on CPU; row i asks for view `views[i]` when given."""
+    generator = torch.Generator().manual_seed(seed)
+    fakes = []
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        noise = model.noise(size, generator).to(device)
+        asked = None if views is None else views[start : start + size].to(device)
+        fakes.append(model.sample(noise, asked).float().cpu())
+    return torch.cat(fakes)
+
+
+def sample_metrics(fake: torch.Tensor, real: torch.Tensor, selected, extractor, seed: int) -> dict[str, float]:
+    """FID/KID of a set of samples against a set of real images, plus the pixel-art statistics of both."""
+    row: dict[str, float] = {"images": int(len(fake))}
+    fake_uint8, real_uint8 = m.to_uint8(fake), m.to_uint8(real)
+    if FEATURE_METRICS & set(selected):
+        real_features = extractor(real_uint8)
+        fake_features = extractor(fake_uint8)
+        if "fid" in selected:
+            row["fid"] = m.frechet_distance(real_features, fake_features)
+        if "kid" in selected:
+            row["kid"], _ = m.kernel_inception_distance(real_features, fake_features, seed=seed)
+    if "palette" in selected:  # uint8 RGBA [N, H, W, 4] (3-channel models come back opaque)
+        row["alpha_binary"] = float(np.mean(m.alpha_binarity(fake_uint8)))
+        row["colours"] = float(np.mean(m.colour_counts(fake_uint8)))
+        row["real_colours"] = float(np.mean(m.colour_counts(real_uint8)))
+    return row
+
+
+def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, data_dir=None, split="test", selected=METRICS,
+                              baselines=True, limit=0, device="cpu", resize="bicubic", background="white", image_size=None,
+                              seed=0, out=None) -> tuple[dict, tuple[Path, Path], str]:
+    """`spriteforge evaluate` for a model that draws new characters: as many seeded samples as the split
+    has real images (the same views, for a view-conditional model), FID/KID against them (pooled, and
+    per view for a view-conditional model) and the pixel-art statistics; the baseline is the training
+    set itself (a sampler that copies training sprites), the floor FID can reach with this many images."""
+    from spriteforge.data import registry
+    from spriteforge.data.loading import load_data
+    from spriteforge.options import dataset_sources
+
+    selected = tuple(metric for metric in selected if metric in SAMPLER_METRICS)
+    if not selected:
+        raise SpriteForgeError(f"{config.model} draws new characters: only {', '.join(SAMPLER_METRICS)} apply (L1 and SSIM need a true target)")
+    if image_size and image_size != config.image_size:
+        raise SpriteForgeError(f"--image-size {image_size}: the model was trained at {config.image_size}; drop the flag")
+    if split not in ("test", "validation", "train"):
+        raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
+    sources, tests = (list(datasets), None) if datasets else dataset_sources(config)
+    data = load_data(sources or ["synthetic"], domains=tuple(config.domains), image_size=config.image_size,
+                     data_dir=data_dir or config.data_dir or None, seed=config.seed,
+                     validation_fraction=config.validation_fraction, test_sources=tests)
+    from spriteforge.training.engine import to_model_input
+
+    def flat(characters: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if limit and limit < len(characters):
+            characters = characters[np.linspace(0, len(characters) - 1, limit).round().astype(int)]
+        views = to_model_input(torch.from_numpy(np.ascontiguousarray(characters)), config.output_channels)
+        domain = torch.arange(views.shape[1]).repeat(len(views))
+        return views.flatten(0, 1), domain
+
+    real, real_views = flat(getattr(data, split).images)
+    if len(real) < 2:
+        raise SpriteForgeError(f"the {split} split has fewer than 2 images")
+    conditional = view_conditional(model)
+    fake = draw_samples(model, len(real), real_views if conditional else None, device, seed)
+    extractor = None
+    if FEATURE_METRICS & set(selected):
+        from spriteforge.evaluation.inception import InceptionFeatures
+
+        extractor = InceptionFeatures(device=device, resize=resize, background=background)
+    systems = {config.model: {"all": sample_metrics(fake, real, selected, extractor, seed)}}
+    if conditional:
+        for index, name in enumerate(config.domains):
+            chosen = real_views == index
+            systems[config.model][name] = sample_metrics(fake[chosen], real[chosen], selected, extractor, seed)
+    if baselines and split != "train" and len(data.train):
+        train, _ = flat(data.train.images)
+        picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: len(real)]
+        systems["baseline:train-set"] = {"all": sample_metrics(train[picks], real, selected, extractor, seed)}
+    shown = registry.expand(tests or sources or ["synthetic"]) if split == "test" else registry.expand(sources or ["synthetic"])
+    dataset_name = "+".join(s if s in registry.NAMED_DATASETS or s == "synthetic" else Path(s).name for s in shown)
+    report = {"model": model_path, "dataset": dataset_name, "split": split, "kind": "sampler", "images": int(len(real)),
+              "view_conditional": conditional, "metrics": list(selected), "seed": seed, "systems": systems}
+    if extractor is not None:
+        report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(real))}
+    title = f"{config.model} samples vs {dataset_name} ({split}, {len(real)} images)"
+    folder = Path(out) if out else _run_folder(Path(model_path)) / "evaluation" / f"{dataset_name.replace('/', '_')}-{split}"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = sampler_markdown(report, title)
+    paths = folder / "evaluation.json", folder / "evaluation.md"
+    from spriteforge.imageio import atomic_write
+
+    with atomic_write(paths[0]) as temporary:
+        temporary.write_text(json.dumps(_finite(report), indent=2) + "\n")
+    with atomic_write(paths[1]) as temporary:
+        temporary.write_text(text)
+    return report, paths, text
+
+
+def sampler_markdown(report: dict, title: str = "") -> str:
+    columns = [("fid", "FID", "{:.2f}"), ("kid", "KID×10³", "{:.2f}"), ("alpha_binary", "α binary", "{:.3f}"),
+               ("colours", "colours/sprite", "{:.1f}"), ("real_colours", "real colours/sprite", "{:.1f}")]
+    first = next(iter(report["systems"].values()))["all"]
+    present = [c for c in columns if c[0] in first]
+    lines = [f"## {title}", ""] if title else []
+    lines.append(f"{report['images']} samples against {report['images']} real images"
+                 + (" (each sample asked for the view of its real image)." if report["view_conditional"] else "."))
+    if "fid_convention" in report:
+        c = report["fid_convention"]
+        lines.append(f"FID/KID: {c['network']}, RGB on {c['background']}, {c['resize']}, {c['input']}, N = {c['samples_per_set']} per set.")
+    lines += ["", "| system | views | images | " + " | ".join(c[1] for c in present) + " |", "|---|---|---:|" + "---:|" * len(present)]
+    for name, groups in report["systems"].items():
+        for group, row in groups.items():
+            lines.append(f"| {name} | {group} | {row['images']} | " + " | ".join(_cell(row, c[0], c[2]) for c in present) + " |")
+    return "\n".join(lines) + "\n"
