@@ -75,7 +75,7 @@ RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "ve
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="continue the run in this folder exactly where it stopped")
 @_with_options
 def train(model, config_file, resume, **values):
-    """Train MODEL (e.g. stargan-paired) on the chosen datasets (default: the built-in synthetic set)."""
+    """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set)."""
     from spriteforge.models import MODELS, model_class
     from spriteforge.training.engine import Trainer, command_line_string
 
