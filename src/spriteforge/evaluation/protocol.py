@@ -367,6 +367,9 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
         from spriteforge.inference import load_for_inference
 
         network, config = load_for_inference(model, device)
+        if not network.imputes:
+            raise SpriteForgeError(f"{config.model} draws new characters, not missing views; the protocol does not apply "
+                                   f"(train it with --callback-evaluate-fid for FID/KID of its samples)")
         imputers[config.model] = network
         channels, domains, size = config.output_channels, tuple(config.domains), config.image_size
         if image_size and image_size != size:
@@ -385,6 +388,8 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
         raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
     data = load_data(sources, domains=tuple(domains), image_size=size, data_dir=data_dir, seed=data_seed,
                      validation_fraction=validation_fraction, test_sources=tests)
+    if len(data.domains) == 1:
+        raise SpriteForgeError(f"{'+'.join(data.sources)} is a single folder of images; the protocol needs characters with views")
     characters = getattr(data, split)
     images = characters.images
     if limit and limit < len(images):
