@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.biggan import BigGAN, DeepBigGAN
 from spriteforge.models.cdcgan import ConditionalDCGAN
 from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.dcgan import DCGAN
@@ -14,6 +15,7 @@ from spriteforge.models.wgan_gp import WGANGP
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
+    BigGAN, DeepBigGAN,
 )}
 
 
