@@ -168,6 +168,15 @@ def test_orthogonal_regulariser_on_a_known_case():
     assert losses["generator/total"] == pytest.approx(losses["generator/adversarial"] + 1e-4 * losses["generator/orthogonal"], rel=1e-5)
 
 
+@pytest.mark.parametrize("name", ["biggan", "deep-biggan"])
+def test_discriminator_loss_falls_on_a_fixed_batch(name):
+    torch.manual_seed(0)
+    model = make(name, d_steps=1000, lr=1e-3, ttur=1.0)  # G updates at step 0 only, then D learns alone
+    batch = torch.from_numpy(tiny_data(size=16).train.images[:2]).float().movedim(-1, -3) / 127.5 - 1
+    losses = [model.train_step(batch, step, 0.0)["discriminator/total"] for step in range(12)]
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+
+
 def test_moving_average_on_a_known_case():
     live, average = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
     with torch.no_grad():
@@ -268,6 +277,10 @@ def test_biggan_trains_and_samples_views_through_the_cli(tmp_path):
     assert model.drawing_generator is model.generator_ema
     with pytest.raises(SpriteForgeError, match="--truncation must be 0"):
         sample_files(run, tmp_path / "x.png", truncation=-1.0)
+    from spriteforge.evaluation.protocol import evaluate_location
+
+    with pytest.raises(SpriteForgeError, match="biggan draws new characters, not missing views"):
+        evaluate_location(str(run), selected=("l1",))
 
 
 def test_deep_biggan_trains_on_a_4_3_folder_through_the_cli(tmp_path):

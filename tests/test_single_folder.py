@@ -79,6 +79,8 @@ def test_the_model_size_must_match_with_the_flags_that_would(tmp_path):
         load_splits("rm2k", image_size=(96, 128))
     with pytest.raises(SpriteForgeError, match="the synthetic dataset is square"):
         load_splits("synthetic", image_size=(12, 16))
+    with pytest.raises(SpriteForgeError, match="the synthetic dataset is drawn at 32 to 512 px"):
+        load_splits("synthetic", image_size=16)
 
 
 def test_load_data_splits_one_domain_and_refuses_pooling_and_domains(tmp_path):
