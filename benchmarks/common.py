@@ -34,7 +34,7 @@ def machine_line() -> str:
 def build(name: str, device: torch.device, image_size: int = 64, **given):
     """A freshly initialised model `name` (seeded) with the given options."""
     cls = model_class(name)
-    config = resolve(name, cls.uses, cls.defaults, {"steps": 1000, **given})
+    config = resolve(name, cls.uses, cls.defaults, {"steps": 1000, **given}, cls.refuses)
     torch.manual_seed(0)
     return cls(config, 4, 4, image_size).to(device)
 

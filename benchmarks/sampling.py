@@ -1,10 +1,12 @@
-"""Speed of the sampling family (dcgan, cdcgan, wgan-gp): ms per training step, images/s, peak memory.
+"""Speed of the sampling family (dcgan, cdcgan, wgan-gp, biggan, deep-biggan): ms per training step, images/s, peak memory.
 
 One training step = one `train_step` call: a discriminator/critic update, plus the generator update
-on the steps where it happens (every step for dcgan/cdcgan, every --d-steps = 5th for wgan-gp, so
-run a multiple of 5 steps to average over whole cycles). Batch = characters; images = 4 × batch.
+on the steps where it happens (every step for dcgan/cdcgan/biggan, every --d-steps = 5th for wgan-gp,
+so run a multiple of 5 steps to average over whole cycles). Batch = characters; images = 4 × batch.
+biggan and deep-biggan run with their defaults file (widths 32, EMA, orthogonal penalty) at
+base 4 × 4 and log2(image size / 4) up-sampling layers; their parameters are G + D (not the EMA copy).
 Each model is measured in its own process so the CPU peak (max RSS) is its own.
-Usage: python benchmarks/sampling.py [--steps 5] [--batch 16] [--image-size 64] [--models dcgan cdcgan wgan-gp]
+Usage: python benchmarks/sampling.py [--steps 5] [--batch 16] [--image-size 64] [--models dcgan cdcgan wgan-gp biggan deep-biggan]
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import torch
 
 from common import build, time_training
 
-MODELS = ("dcgan", "cdcgan", "wgan-gp")
+MODELS = ("dcgan", "cdcgan", "wgan-gp", "biggan", "deep-biggan")
 
 
 def measure(name: str, batch: int, steps: int, image_size: int, device: torch.device) -> dict:
-    model = build(name, device, image_size=image_size, batch=batch)
+    if name in ("biggan", "deep-biggan"):  # image size = 4 × 2^layers
+        model = build(name, device, batch=batch, upsample_layers=(image_size // 4).bit_length() - 1)
+    else:
+        model = build(name, device, image_size=image_size, batch=batch)
     characters = torch.rand(batch, 4, 4, image_size, image_size, device=device) * 2 - 1
     row = time_training(model, characters, steps, device)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = sum(p.numel() for key, network in model.networks().items() if key != "generator_ema" for p in network.parameters())
     return {"model": name, "device": device.type, "ms_per_step": row["ms_per_step"], "images_per_s": 4 * row["images_per_s"],
             "peak_mib": row["peak_mib"], "parameters": parameters, "d_steps": model.config.d_steps}
 

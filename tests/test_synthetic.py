@@ -162,4 +162,4 @@ def test_train_on_an_unsupported_synthetic_size_is_one_line(tmp_path, size):
     from test_cli import assert_clean_error, run_cli
 
     result = run_cli("train", "stargan-paired", "--image-size", size, "--steps", 1, "--log-folder", tmp_path, cwd=tmp_path)
-    assert_clean_error(result, f"--image-size {size} is not one")
+    assert_clean_error(result, f"drawn at 32 to 512 px (a multiple of 16), not {size}")

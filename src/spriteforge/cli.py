@@ -111,7 +111,7 @@ def train(model, config_file, resume, **values):
         if not model:
             raise SpriteForgeError(f"name a model to train: one of {', '.join(MODELS)}")
         cls = model_class(model)
-        config = resolve(model, cls.uses, cls.defaults, given)
+        config = resolve(model, cls.uses, cls.defaults, given, cls.refuses)
         trainer = Trainer(config, command_line=command_line_string())
     click.echo(f"run folder: {trainer.run_dir}", err=True)
     click.echo(f"data: {trainer.data.describe()}", err=True)
@@ -160,22 +160,24 @@ def translate(model_path, back, left, front, right, out, scale, separate, soft_a
 @cli.command()
 @click.argument("model_path", metavar="MODEL")
 @click.option("-n", "--count", default=64, type=click.IntRange(1, 4096), show_default=True, help="how many sprites to draw")
-@click.option("--view", default=None, help="draw this view (conditional models only: cdcgan, biggan)")
+@click.option("--view", default=None, help="draw this view (conditional models only: cdcgan, biggan, deep-biggan)")
 @click.option("--seed", default=0, type=int, show_default=True, help="seed of the latent vectors (the same seed draws the same sprites)")
 @click.option("--interpolate", is_flag=True, help="a strip of -n sprites morphing from seed to seed + 1")
+@click.option("--truncation", default=None, type=float,
+              help="biggan/deep-biggan: draw z from a normal truncated to |z| <= T (0 = untruncated; default: the model's --truncation)")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="grid PNG to write")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
 @click.option("--separate", is_flag=True, help="also write one PNG per sprite beside --out")
 @click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
 @click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-def sample(model_path, count, view, seed, interpolate, out, scale, separate, soft_alpha, device):
+def sample(model_path, count, view, seed, interpolate, truncation, out, scale, separate, soft_alpha, device):
     """Draw brand-new characters with a sampling model (MODEL: run folder or checkpoint of dcgan …)."""
     from spriteforge.sampling import sample_files
 
     if interpolate and count < 2:
         raise SpriteForgeError("--interpolate needs -n 2 or more")
     written = sample_files(model_path, Path(out), count=count, view=view, seed=seed, interpolate=interpolate, scale=scale,
-                           separate=separate, binary_alpha=not soft_alpha, device=device)
+                           separate=separate, binary_alpha=not soft_alpha, device=device, truncation=truncation)
     for path in written[:1] + ([f"… and {len(written) - 1} separate PNGs"] if len(written) > 1 else []):
         click.echo(str(path))
 
@@ -306,7 +308,7 @@ def data_download(names, data_dir):
 @click.argument("source")
 @click.option("--data-dir", default=None, help="where extracted datasets live")
 @click.option("--domains", default=",".join(VIEWS), help="comma-separated domain names")
-@click.option("--image-size", default=64, type=int, help="expected image size")
+@click.option("--image-size", default=None, type=int, help="expected image size (default 64; a single folder of images: its own size)")
 @click.option("--preview", "preview", type=click.Path(dir_okay=False), default=None, help="preview grid PNG to write (default: <source>-preview.png)")
 def data_inspect(source, data_dir, domains, image_size, preview):
     """Counts per split and domain, colour statistics and a preview grid of SOURCE."""

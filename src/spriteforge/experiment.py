@@ -341,7 +341,7 @@ def validate(grid: Grid) -> None:
             given[flag.replace("-", "_")] = True
         given = {k: (v if BY_KEY[k].kind is not list or isinstance(v, list) else [v]) for k, v in given.items()}
         try:
-            resolve(grid.model, cls.uses, cls.defaults, given)
+            resolve(grid.model, cls.uses, cls.defaults, given, cls.refuses)
         except SpriteForgeError as error:
             raise SpriteForgeError(f"{grid.path}: run '{run.name}': {error}") from None
 

@@ -16,9 +16,10 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 """Refuse to decode anything larger: sprites are tiny, a huge file is a mistake (or a bomb)."""
 
 
-def load_rgba(path: str | os.PathLike, expected_size: int | None = None) -> np.ndarray:
+def load_rgba(path: str | os.PathLike, expected_size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Load a PNG (RGBA, RGB, palette, grey, 16-bit) as uint8 [H, W, 4] with transparency kept.
 
+    `expected_size` is a square side or a (height, width) pair; another size is an error.
     Fully transparent pixels become (0, 0, 0, 0), as in the original pipeline.
     """
     path = Path(path)
@@ -26,15 +27,21 @@ def load_rgba(path: str | os.PathLike, expected_size: int | None = None) -> np.n
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
+                expected_height, expected_width = _pair(expected_size or 64)
                 raise SpriteForgeError(
                     f"{path}: image is {width}x{height}, far larger than a sprite; "
-                    f"crop or downscale it (nearest-neighbour) to {expected_size or 64}x{expected_size or 64}"
+                    f"crop or downscale it (nearest-neighbour) to {expected_width}x{expected_height}"
                 )
-            if expected_size is not None and (width, height) != (expected_size, expected_size):
+            if isinstance(expected_size, int) and (width, height) != (expected_size, expected_size):
                 raise SpriteForgeError(
                     f"{path}: image is {width}x{height} but {expected_size}x{expected_size} is expected; "
                     f"pass --image-size {width} if all images have that size, or resize the file "
                     f"with nearest-neighbour"
+                )
+            if isinstance(expected_size, tuple) and (height, width) != expected_size:
+                raise SpriteForgeError(
+                    f"{path}: image is {width}x{height} but {expected_size[1]}x{expected_size[0]} is expected; "
+                    f"{size_flags(width, height)}, or resize the file with nearest-neighbour"
                 )
             array = _to_rgba_array(image)
     except SpriteForgeError:
@@ -45,6 +52,38 @@ def load_rgba(path: str | os.PathLike, expected_size: int | None = None) -> np.n
         raise SpriteForgeError(f"{path}: not a readable PNG image ({error}); re-export or remove the file") from None
     array[array[..., 3] == 0] = 0
     return array
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size[1], image.size[0]
+    except FileNotFoundError:
+        raise SpriteForgeError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise SpriteForgeError(f"{path}: not a readable image ({error}); re-export or remove the file") from None
+
+
+def size_flags(width: int, height: int) -> str:
+    """The training flags that make the models draw width×height images (for error messages).
+
+    The DCGAN family draws squares (--image-size); BigGAN draws base × 2^layers on each side: the
+    most layers whose power of two divides both sides and leaves a base of at least 3 (4×3 for 128×96).
+    """
+    divides = (min(width & -width, height & -height)).bit_length() - 1
+    layers = max([n for n in range(1, divides + 1) if min(width, height) >> n >= 3] or [min(divides, 1)])
+    biggan = (f"biggan/deep-biggan: --base-width {width >> layers} --base-height {height >> layers} --upsample-layers {layers}"
+              if layers >= 1 else None)
+    if width == height:
+        return f"pass --image-size {width}" + (f" (or for {biggan})" if biggan else "")
+    if biggan:
+        return f"the dcgan family draws square images; for {width}x{height} train {biggan}"
+    return f"no model draws {width}x{height} (odd side)"
 
 
 MAX_SIDE = 4096

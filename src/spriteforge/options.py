@@ -103,10 +103,16 @@ OPTIONS: list[Option] = [
     Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
     Option("source", str, "front", "the view a pairwise model (Pix2Pix) draws from (a --domains name)"),
     Option("target", str, "right", "the view a pairwise model (Pix2Pix) draws (a --domains name)"),
-    Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan)"),
+    Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan; biggan: the shared class embedding)"),
     Option("noise-std", float, 0.0, "autoencoder: σ of the Gaussian noise added to its input in training ([-1, 1] units, clamped; the target stays clean); 0 = plain autoencoder"),
     Option("encoder-dropout", float, 0.2, "autoencoder: dropout in the encoder after its first and third blocks"),
     Option("critic-norm", str, "layer", "normalisation in the WGAN-GP critic (never BatchNorm)", choices=("none", "layer", "instance")),
+    Option("base-width", int, 4, "BigGAN: width of the first feature map; image width = base-width x 2^upsample-layers"),
+    Option("base-height", int, 4, "BigGAN: height of the first feature map; image height = base-height x 2^upsample-layers"),
+    Option("upsample-layers", int, 4, "BigGAN: number of x2 up-sampling stages of G (and down-sampling stages of D), any number >= 1"),
+    Option("lambda-orthogonal", float, 1e-4, "weight of BigGAN's orthogonal regularisation of G's weights (0 = off)"),
+    Option("ema-decay", float, 0.9999, "decay of the moving average of G's weights that draws previews and samples (0 = off)"),
+    Option("truncation", float, 0.5, "truncated-normal z (|z| <= t) for previews, FID samples and `sample` (0 = off)"),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
     Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target (MUNIT: within-view reconstruction; ReMIC: image consistency)"),
@@ -197,13 +203,22 @@ def coerce(option: Option, value: Any, where: str = "") -> Any:
     return value
 
 
-def resolve(model: str, uses: frozenset[str], model_defaults: dict[str, Any], given: dict[str, Any]) -> Config:
-    """Defaults ← the model's defaults ← given values (file, then command line); reject unused flags."""
+def resolve(model: str, uses: frozenset[str], model_defaults: dict[str, Any], given: dict[str, Any],
+            refuses: dict[str, str] | None = None) -> Config:
+    """Defaults ← the model's defaults ← given values (file, then command line); reject unused flags.
+
+    `refuses` maps common flags the model does not take to the reason (BigGAN derives its image size);
+    they are left out of the configuration.
+    """
+    refuses = refuses or {}
+    for key in given:
+        if key in BY_KEY and BY_KEY[key].name in refuses:
+            raise SpriteForgeError(f"--{BY_KEY[key].name} not used by {model}: {refuses[BY_KEY[key].name]}")
     unused = sorted(key for key in given if key in BY_KEY and not BY_KEY[key].common and BY_KEY[key].name not in uses)
     if unused:
         names = ", ".join(f"--{BY_KEY[key].name}" for key in unused)
         raise SpriteForgeError(f"{names} not used by {model}; remove {'it' if len(unused) == 1 else 'them'}")
-    config = Config({o.key: o.default for o in OPTIONS if o.common or o.name in uses})
+    config = Config({o.key: o.default for o in OPTIONS if (o.common or o.name in uses) and o.name not in refuses})
     config.update({key.replace("-", "_"): value for key, value in model_defaults.items()})
     config.update({key: coerce(BY_KEY[key], value) for key, value in given.items() if key in BY_KEY})
     config["model"] = model
@@ -215,7 +230,7 @@ def _check(config: Config) -> None:
     if config.steps is not None and config.epochs is not None:
         raise SpriteForgeError("give --steps or --epochs, not both")
     for key in ("batch", "image_size", "evaluate_steps"):
-        if config[key] <= 0:
+        if key in config and config[key] <= 0:
             raise SpriteForgeError(f"--{BY_KEY[key].name} must be positive, got {config[key]}")
     for key in ("steps", "epochs"):
         if config[key] is not None and config[key] <= 0:
@@ -230,7 +245,7 @@ def _check(config: Config) -> None:
         raise SpriteForgeError("--validation-fraction must be in [0, 1)")
     if len(set(config.domains)) != len(config.domains) or len(config.domains) < 2:
         raise SpriteForgeError("--domains needs at least two distinct names")
-    if config.image_size % 4:
+    if "image_size" in config and config.image_size % 4:
         raise SpriteForgeError("--image-size must be a multiple of 4")
     if config.get("capacity", 1) < 1:
         raise SpriteForgeError("--capacity must be at least 1")

@@ -1,4 +1,4 @@
-"""`spriteforge sample`: new characters from a trained sampling model (DCGAN family), as a grid PNG."""
+"""`spriteforge sample`: new characters from a trained sampling model (DCGAN family, BigGAN), as a grid PNG."""
 
 from __future__ import annotations
 
@@ -14,29 +14,40 @@ from spriteforge.inference import load_for_inference, torch_device
 from spriteforge.translation import binarise_alpha
 
 
-def latent_vectors(model, count: int, seed: int, interpolate: bool) -> torch.Tensor:
-    """`count` latent vectors from `seed`; with `interpolate`, evenly spaced from z(seed) to z(seed + 1)."""
+def latent_vectors(model, count: int, seed: int, interpolate: bool, truncation: float | None = None) -> torch.Tensor:
+    """`count` latent vectors from `seed`; with `interpolate`, evenly spaced from z(seed) to z(seed + 1).
+
+    `truncation` (BigGAN only) overrides the model's own --truncation; None keeps it.
+    """
+    options = {} if truncation is None else {"truncation": truncation}
     if not interpolate:
-        return model.noise(count, torch.Generator().manual_seed(seed))
-    start = model.noise(1, torch.Generator().manual_seed(seed))
-    end = model.noise(1, torch.Generator().manual_seed(seed + 1))
+        return model.noise(count, torch.Generator().manual_seed(seed), **options)
+    start = model.noise(1, torch.Generator().manual_seed(seed), **options)
+    end = model.noise(1, torch.Generator().manual_seed(seed + 1), **options)
     weights = torch.linspace(0, 1, count)[:, None]
     return (1 - weights) * start + weights * end
 
 
 @torch.no_grad()
 def sample_files(model_path, out: Path, count: int = 64, view: str | None = None, seed: int = 0, interpolate: bool = False,
-                 scale: int = 1, separate: bool = False, binary_alpha: bool = True, device: str = "cpu") -> list[Path]:
+                 scale: int = 1, separate: bool = False, binary_alpha: bool = True, device: str = "cpu",
+                 truncation: float | None = None) -> list[Path]:
     device = torch_device(device)
     model, config = load_for_inference(model_path, device)
     if model.imputes:
         raise SpriteForgeError(f"{config.model} draws missing views, not new characters; use `spriteforge translate`")
+    if truncation is not None and not model.truncates:
+        raise SpriteForgeError(f"--truncation: {config.model} draws from an untruncated normal; only biggan and deep-biggan take it")
+    if truncation is not None and truncation < 0:
+        raise SpriteForgeError(f"--truncation must be 0 (off) or positive, got {truncation}")
     views = None
+    if view is not None and model.domain_count == 1:
+        raise SpriteForgeError("--view: this model was trained on a single folder of images (one class, no views); drop --view")
     if view is not None:
         if view not in config.domains:
             raise SpriteForgeError(f"--view {view}: this model's views are {', '.join(config.domains)}")
         views = torch.full((count,), list(config.domains).index(view), device=device)
-    noise = latent_vectors(model, count, seed, interpolate).to(device)
+    noise = latent_vectors(model, count, seed, interpolate, truncation).to(device)
     images = imageio.to_uint8(model.sample(noise, views))
     if binary_alpha and images.shape[-1] == 4:
         images = np.stack([binarise_alpha(image) for image in images])

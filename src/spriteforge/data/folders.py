@@ -1,7 +1,9 @@
-"""Reading paired 4-view characters from folders: the split layout and the flat layout.
+"""Reading characters from folders: the split layout, the flat layout and the single folder.
 
 Split layout: ``train|test/<k>-<name>/*.png``. Flat layout: ``<k>/*.png`` (or ``<k>-<name>/*.png``),
 split 85/15 deterministically. The same file name in every domain folder is the same character.
+Single folder: images directly in the folder, no domain sub-folders; every image is one sample of a
+single domain (D = 1), of any one size (non-square too), split 85/15 like the flat layout.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import numpy as np
 
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
-from spriteforge.imageio import load_rgba
+from spriteforge.imageio import image_shape, load_rgba, size_flags
 
 DOMAIN_FOLDER = re.compile(r"^(\d+)(?:-(.+))?$")
 TEST_FRACTION = 0.15
+SINGLE_DOMAIN = "image"
+"""The one domain of a single-folder dataset (images without views)."""
+IMAGE_SUFFIXES = (".png", ".gif", ".bmp", ".webp")
+"""Lossless formats a single folder may hold (JPEG would blur pixel art, so it is refused)."""
 
 
 @dataclass
 class CharacterSet:
-    """Characters as uint8 [N, domains, H, W, 4] with one name per character."""
+    """Characters as uint8 [N, domains, H, W, 4] with one name per character (domains = 1 for a single folder)."""
 
     images: np.ndarray
     names: list[str] = field(default_factory=list)
@@ -111,8 +117,57 @@ def read_folder(folder: str | Path, domains: tuple[str, ...], image_size: int, s
     if (folder / "train").is_dir() != (folder / "test").is_dir():
         present = "train" if (folder / "train").is_dir() else "test"
         raise SpriteForgeError(f"{folder}: has {present}/ but not its partner; the split layout needs both train/ and test/")
+    if is_single_folder(folder):
+        return split_flat(read_single_folder(folder, image_size, domains), seed)
     everything = read_paired(folder, domains, image_size, folder.name)
     return split_flat(everything, seed)
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural_key)
+
+
+def is_single_folder(folder: Path) -> bool:
+    """A folder of images with no domain sub-folders (an unconditional dataset)."""
+    has_domains = any(child.is_dir() and DOMAIN_FOLDER.match(child.name) for child in folder.iterdir())
+    return not has_domains and bool(_visible_files(folder))
+
+
+def read_single_folder(folder: str | Path, image_size: int | tuple[int, int] | None = None,
+                       domains: tuple[str, ...] = VIEWS) -> CharacterSet:
+    """Every image of `folder` as one sample [N, 1, H, W, 4]; all must share one size.
+
+    `image_size` (a side or (height, width)) is the size the model draws; None accepts the folder's
+    own size. The size check reads only the headers, so a wrong file is named before anything is decoded.
+    """
+    folder = Path(folder).expanduser()
+    if tuple(domains) != VIEWS:
+        raise SpriteForgeError(f"{folder}: a single folder of images has no views; drop --domains (it names the view folders of a paired dataset)")
+    files = _visible_files(folder)
+    for path in files:
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            raise SpriteForgeError(f"{path}: JPEG is lossy and blurs pixel art; convert it to PNG (or move it out of {folder})")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise SpriteForgeError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}); move it out of {folder}")
+    if not files:
+        raise SpriteForgeError(f"{folder}: no images in this folder")
+    shape = image_shape(files[0])
+    for path in files[1:]:
+        other = image_shape(path)
+        if other != shape:
+            raise SpriteForgeError(
+                f"{path}: image is {other[1]}x{other[0]} but the other images of {folder.name} are {shape[1]}x{shape[0]} "
+                f"(e.g. {files[0].name}); a single-folder dataset needs one size: resize it (nearest-neighbour) or move it out"
+            )
+    if image_size is not None:
+        expected = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if shape != expected:
+            raise SpriteForgeError(
+                f"{folder}: the images are {shape[1]}x{shape[0]} but the model draws {expected[1]}x{expected[0]}; "
+                f"{size_flags(shape[1], shape[0])}, or resize them with nearest-neighbour"
+            )
+    images = np.stack([load_rgba(path, shape)[None] for path in files])
+    return CharacterSet(images, [f"{folder.name}/{path.stem}" for path in files])
 
 
 def split_flat(characters: CharacterSet, seed: int = 0, test_fraction: float = TEST_FRACTION) -> dict[str, CharacterSet]:

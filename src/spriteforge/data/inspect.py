@@ -8,6 +8,7 @@ import numpy as np
 
 from spriteforge import imageio
 from spriteforge.data import registry
+from spriteforge.data.folders import SINGLE_DOMAIN
 from spriteforge.data.loading import load_splits
 
 
@@ -25,11 +26,14 @@ def colour_statistics(images: np.ndarray) -> dict[str, float]:
     }
 
 
-def inspect_source(source: str, domains, image_size: int = 64, data_dir=None, preview: str | None = None):
+def inspect_source(source: str, domains, image_size: int | None = 64, data_dir=None, preview: str | None = None):
+    """`image_size` None: 64, or a single folder's own size."""
     lines = []
     sample = None
+    given_domains = domains
     for name in registry.expand([source]):
-        splits = load_splits(name, domains=domains, image_size=image_size, data_dir=data_dir)
+        splits = load_splits(name, domains=given_domains, image_size=image_size, data_dir=data_dir)
+        domains = given_domains if splits["train"].images.shape[1] > 1 else (SINGLE_DOMAIN,)
         lines.append(f"{name}:")
         lines.append(f"  {'split':<8} {'chars':>6} " + " ".join(f"{d:>7}" for d in domains))
         for split, characters in splits.items():

@@ -415,6 +415,8 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
         raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
     data = load_data(sources, domains=tuple(domains), image_size=size, data_dir=data_dir, seed=data_seed,
                      validation_fraction=validation_fraction, test_sources=tests)
+    if len(data.domains) == 1:
+        raise SpriteForgeError(f"{'+'.join(data.sources)} is a single folder of images; the protocol needs characters with views")
     characters = getattr(data, split)
     images = characters.images
     if limit and limit < len(images):
@@ -490,12 +492,13 @@ def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, 
     selected = tuple(metric for metric in selected if metric in SAMPLER_METRICS)
     if not selected:
         raise SpriteForgeError(f"{config.model} draws new characters: only {', '.join(SAMPLER_METRICS)} apply (L1 and SSIM need a true target)")
-    if image_size and image_size != config.image_size:
-        raise SpriteForgeError(f"--image-size {image_size}: the model was trained at {config.image_size}; drop the flag")
+    size = type(model).data_size(config)  # a square side, or (height, width) for BigGAN
+    if image_size and image_size != size:
+        raise SpriteForgeError(f"--image-size {image_size}: the model was trained at {size}; drop the flag")
     if split not in ("test", "validation", "train"):
         raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
     sources, tests = (list(datasets), None) if datasets else dataset_sources(config)
-    data = load_data(sources or ["synthetic"], domains=tuple(config.domains), image_size=config.image_size,
+    data = load_data(sources or ["synthetic"], domains=tuple(config.domains), image_size=size,
                      data_dir=data_dir or config.data_dir or None, seed=config.seed,
                      validation_fraction=config.validation_fraction, test_sources=tests)
     from spriteforge.training.engine import to_model_input
@@ -530,6 +533,8 @@ def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, 
     dataset_name = "+".join(s if s in registry.NAMED_DATASETS or s == "synthetic" else Path(s).name for s in shown)
     report = {"model": model_path, "dataset": dataset_name, "split": split, "kind": "sampler", "images": int(len(real)),
               "view_conditional": conditional, "metrics": list(selected), "seed": seed, "systems": systems}
+    if getattr(model, "truncates", False):
+        report["truncation"] = config.get("truncation")  # the latents `spriteforge sample` draws, as the seed's FID used
     if extractor is not None:
         report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(real))}
     title = f"{config.model} samples vs {dataset_name} ({split}, {len(real)} images)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.autoencoder import AutoEncoder
 from spriteforge.models.base import SpriteModel
+from spriteforge.models.biggan import BigGAN, DeepBigGAN
 from spriteforge.models.cdcgan import ConditionalDCGAN
 from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.cyclegan import CycleGAN
@@ -20,7 +21,7 @@ from spriteforge.models.yamata import Yamata
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
-    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC, Yamata,
+    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC, Yamata, BigGAN, DeepBigGAN,
 )}
 
 

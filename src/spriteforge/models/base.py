@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -9,7 +10,14 @@ import torch
 from torch import nn
 
 from spriteforge.models.blocks import parameter_count
-from spriteforge.options import Config
+from spriteforge.options import Config, read_toml
+
+DEFAULTS_FOLDER = Path(__file__).parent / "defaults"
+
+
+def defaults_from_file(model: str) -> dict[str, Any]:
+    """A model's default configuration from models/defaults/<model>.toml (flag names, checked like --config)."""
+    return read_toml(DEFAULTS_FOLDER / f"{model}.toml")
 
 
 class SpriteModel(nn.Module):
@@ -45,6 +53,21 @@ class SpriteModel(nn.Module):
         return None
     style_size: ClassVar[int] = 0
     """Length of the style code `impute(..., style=)` accepts (munit, remic); 0 for models without a style."""
+
+    refuses: ClassVar[dict[str, str]] = {}
+    """Common flags this model does not take, with the reason (BigGAN derives its image size)."""
+    truncates: ClassVar[bool] = False
+    """True when `noise(…, truncation=t)` draws truncated-normal latents (BigGAN's truncation trick)."""
+
+    @classmethod
+    def data_size(cls, config: Config) -> int | tuple[int, int]:
+        """The size the training images must have: the square --image-size, or (height, width)."""
+        return config.image_size
+
+    @classmethod
+    def accepts_single_folder(cls) -> bool:
+        """Whether one folder of images (one domain, no views) can train this model: the samplers can."""
+        return not cls.imputes
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__()

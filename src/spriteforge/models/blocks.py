@@ -1,4 +1,4 @@
-"""Building blocks shared by the models: norms, initialisation, residual blocks, condition maps."""
+"""Building blocks shared by the models: norms, initialisation, residual blocks, condition maps, weight averages."""
 
 from __future__ import annotations
 
@@ -93,3 +93,21 @@ def frozen(*networks: nn.Module):
     finally:
         for parameter in parameters:
             parameter.requires_grad_(True)
+
+
+@torch.no_grad()
+def update_moving_average(average: nn.Module, live: nn.Module, decay: float, updates: int) -> float:
+    """One step of an exponential moving average of `live`'s weights kept in `average` (same architecture).
+
+    The decay used is min(decay, (1 + updates) / (10 + updates)), `updates` being the number of earlier
+    averaging steps (torch-ema's default, the library of the BigGAN seed): early on the average follows
+    the live weights, so previews of a short run are not the initial noise. Buffers (BatchNorm
+    statistics, spectral-norm vectors) are copied, not averaged. Returns the decay used.
+    """
+    used = min(decay, (1 + updates) / (10 + updates))
+    for kept, current in zip(average.parameters(), live.parameters()):
+        kept.mul_(used).add_(current, alpha=1 - used)
+    for kept, current in zip(average.buffers(), live.buffers()):
+        kept.copy_(current)
+    return used
+

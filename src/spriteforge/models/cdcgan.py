@@ -55,6 +55,16 @@ def round_robin(count: int, views: int, device="cpu") -> torch.Tensor:
     return torch.arange(count, device=device) % views
 
 
+def view_labels(views, count: int, view_count: int, device) -> torch.Tensor:
+    """The `count` view indices to draw (round-robin if None), checked to lie in [0, view_count)."""
+    if views is None:
+        return round_robin(count, view_count, device)
+    views = torch.as_tensor(views, device=device).long()
+    if views.shape != (count,) or views.min() < 0 or views.max() >= view_count:
+        raise SpriteForgeError(f"views must be {count} indices in [0, {view_count})")
+    return views
+
+
 class ConditionalDCGAN(DCGAN):
     name = "cdcgan"
     uses = frozenset({"latent", "feature-maps", "embedding", "label-smoothing", "d-dropout", "d-steps",
@@ -63,6 +73,11 @@ class ConditionalDCGAN(DCGAN):
     # (25 characters × 4 views). --lambda-domain weighs the view cross-entropy of D (real) and G (fake).
     defaults = {"latent": 40, "embedding": 10, "feature-maps": 64, "lr": 1e-4, "ttur": 4.0, "batch": 25,
                 "lr-decay": "none", "d-steps": 1, "lambda-domain": 1.0}
+
+    @classmethod
+    def accepts_single_folder(cls) -> bool:
+        """No: a single folder of images has one class, and a view classifier over one class learns nothing."""
+        return False
 
     def __init__(self, config, domain_count, channels, image_size):
         SpriteModel.__init__(self, config, domain_count, channels, image_size)
@@ -80,12 +95,7 @@ class ConditionalDCGAN(DCGAN):
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
         """Images for the latent vectors in the given views (round-robin over the views if None)."""
-        if views is None:
-            views = round_robin(len(noise), self.view_count, noise.device)
-        views = torch.as_tensor(views, device=noise.device).long()
-        if views.shape != (len(noise),) or views.min() < 0 or views.max() >= self.view_count:
-            raise SpriteForgeError(f"views must be {len(noise)} indices in [0, {self.view_count})")
-        return self.generator(noise, views)
+        return self.generator(noise, view_labels(views, len(noise), self.view_count, noise.device))
 
     def train_step(self, batch, step, progress):
         config = self.config

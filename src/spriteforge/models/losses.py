@@ -1,4 +1,4 @@
-"""Differentiable image losses shared by the models: Gaussian SSIM, log-chroma histograms, palettes."""
+"""Differentiable losses shared by the models: Gaussian SSIM, log-chroma histograms, palettes, hinge, orthogonality."""
 
 from __future__ import annotations
 
@@ -140,3 +140,37 @@ def palette_coverage_loss(images, palette, valid, temperature: float) -> torch.T
     usage = palette_assignment(images, palette, valid, temperature).sum(1)  # [B, K]
     shortfall = F.relu(1 - usage) * valid
     return (shortfall.sum(1) / valid.sum(1).clamp_min(1)).mean()
+
+
+# -- hinge GAN loss and orthogonal regularisation (BigGAN) ------------------------------------------
+def hinge_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """mean ReLU(1 − D(x)) + mean ReLU(1 + D(G(z))): D stops pushing a score once it is past the margin."""
+    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+
+def hinge_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """−mean D(G(z)), the generator side of the hinge GAN (Lim & Ye; SAGAN; BigGAN).
+
+    Not ReLU(1 − D(G(z))) as Fast-Image-Gans had it: that hinge gives G no gradient from the
+    samples D already scores above 1, so G stops improving exactly the images D likes.
+    """
+    return -fake_scores.mean()
+
+
+def orthogonal_regularization(weights) -> torch.Tensor:
+    """Σ ‖W Wᵀ ⊙ (1 − I)‖²_F over the weights (BigGAN's R_β without β): filters pushed to be orthogonal.
+
+    Each weight is a matrix of its output filters (rows). When there are more rows than columns the
+    same value comes from the small Gram matrix, ‖W Wᵀ‖²_F = ‖Wᵀ W‖²_F, minus the diagonal Σ‖wᵢ‖⁴,
+    so a 24576 × 256 linear layer never builds a 24576² matrix.
+    """
+    terms = []
+    for weight in weights:
+        matrix = weight.flatten(1)
+        if matrix.shape[0] <= matrix.shape[1]:
+            gram = matrix @ matrix.t()
+            terms.append((gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum())
+        else:
+            terms.append((matrix.t() @ matrix).pow(2).sum() - matrix.pow(2).sum(1).pow(2).sum())
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+

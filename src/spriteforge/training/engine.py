@@ -25,7 +25,7 @@ from tqdm import tqdm
 from spriteforge import imageio
 from spriteforge.data.augment import Augmentation
 from spriteforge.data.folders import CharacterSet
-from spriteforge.data.loading import SpriteData, load_data
+from spriteforge.data.loading import SpriteData, is_single_folder_source, load_data
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
@@ -50,6 +50,12 @@ def pick_device(config: Config) -> torch.device:
 def build_model(config: Config, domain_count: int, channels: int, image_size: int, device="cpu") -> SpriteModel:
     model = model_class(config.model)(config, domain_count, channels, image_size)
     return model.to(device)
+
+
+def refuse_single_folder(model: str, source: str) -> None:
+    raise SpriteForgeError(
+        f"{model} needs characters with views, but {source} is a single folder of images; train a sampling model "
+        f"on it (dcgan, wgan-gp, biggan, deep-biggan) or pass a folder of view sub-folders")
 
 
 def learning_rate_factor(decay: str, step: int, total: int, steps_per_epoch: int = 1, epoch_factor: float = 1.0) -> float:
@@ -115,18 +121,26 @@ class Trainer:
         self.device = pick_device(config)
         torch.use_deterministic_algorithms(True, warn_only=True)
         sources, test_sources = dataset_sources(config)
-        self.data = data or model_class(config.model).training_data(config) or load_data(
-            sources, domains=tuple(config.domains), image_size=config.image_size, data_dir=config.data_dir or None,
+        model_type = model_class(config.model)
+        image_size = model_type.data_size(config)  # a square side, or (height, width) for BigGAN
+        own = None if data is not None else model_type.training_data(config)  # style models read their own folders
+        single = [source for source in sources if is_single_folder_source(source)]
+        if data is None and own is None and single and not model_type.accepts_single_folder():
+            refuse_single_folder(config.model, single[0])
+        self.data = data or own or load_data(
+            sources, domains=tuple(config.domains), image_size=image_size, data_dir=config.data_dir or None,
             seed=config.seed, validation_fraction=config.validation_fraction, test_sources=test_sources,
         )
         if len(self.data.train) == 0:
             raise SpriteForgeError("the training partition is empty")
+        if len(self.data.domains) == 1 and not model_type.accepts_single_folder():
+            refuse_single_folder(config.model, "+".join(self.data.sources))
         if config.steps is None:
             config["steps"] = math.ceil(config.epochs * len(self.data.train) / config.batch) if config.epochs else DEFAULT_STEPS
         self.total_steps = config.steps
         self.channels = config.output_channels
         torch.manual_seed(config.seed)  # the initial weights are part of the run's determinism
-        self.model = build_model(config, len(self.data.domains), self.channels, config.image_size, self.device)
+        self.model = build_model(config, len(self.data.domains), self.channels, image_size, self.device)
         if config.callback_evaluate_l1 and not self.model.evaluates_l1:
             raise SpriteForgeError(f"--callback-evaluate-l1 measures imputed views; {config.model} draws new characters (use --callback-evaluate-fid)")
         self.augmentation = Augmentation(
@@ -387,10 +401,10 @@ def discriminator_debug_grid(real, fake, real_scores, fake_scores) -> np.ndarray
         scores = scores[:, :1].float()
         low, high = scores.min(), scores.max()
         scaled = (scores - low) / (high - low + 1e-8) * 2 - 1
-        maps = torch.nn.functional.interpolate(scaled, size=(size, size), mode="nearest").repeat(1, 3, 1, 1)
+        maps = torch.nn.functional.interpolate(scaled, size=size, mode="nearest").repeat(1, 3, 1, 1)
         return imageio.to_uint8(maps)
 
-    size = real.shape[-1]
+    size = tuple(real.shape[-2:])
     rows = [list(imageio.to_uint8(real)), list(score_map(real_scores, size)), list(imageio.to_uint8(fake)), list(score_map(fake_scores, size))]
     return imageio.grid(rows)
 
