@@ -118,3 +118,12 @@ def test_independent_view_classifier_learns_real_views():
     with torch.no_grad():
         assert (classifier(images).argmax(1) == views).float().mean() >= 0.9
     assert 0 <= view_accuracy(make(), 8, classifier=classifier) <= 1
+
+
+def test_moving_average_draws_the_asked_views():
+    model = make(ema_decay=0.5)
+    model.train_step(torch.rand(2, 4, 4, 32, 32) * 2 - 1, 0, 0.0)
+    model.eval()
+    noise, views = model.noise(4, torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3])
+    assert torch.equal(model.sample(noise, views), model.generator_ema(noise, views))
+    assert not torch.equal(model.sample(noise, views), model.generator(noise, views))

@@ -109,3 +109,24 @@ def test_train_then_sample_through_the_cli(tmp_path):
     assert_clean_error(run_cli("sample", run, "--view", "front", "--out", tmp_path / "v.png"), "unconditional")
     front = tmp_path / "grid-000.png"
     assert_clean_error(run_cli("translate", run, "--front", front, "--out", tmp_path / "s.png"), "spriteforge sample")
+
+
+def test_moving_average_of_the_generator_draws_and_resumes(tmp_path):
+    assert make().config.ema_decay == 0 and not hasattr(make(), "generator_ema")  # the notebook had none
+    with pytest.raises(SpriteForgeError, match="--ema-decay must be in"):
+        make(ema_decay=1.0)
+    straight = _trainer(tmp_path, "ema-straight", ema_decay=0.9)
+    straight.run()
+    model = straight.model
+    live, average = dict(model.generator.named_parameters()), dict(model.generator_ema.named_parameters())
+    assert any(not torch.equal(live[key], average[key]) for key in live)  # an average, not a copy
+    assert "generator_ema" in model.inference_networks
+    noise = model.noise(3, torch.Generator().manual_seed(0))
+    model.eval()
+    assert torch.equal(model.sample(noise), model.generator_ema(noise))
+    interrupted = _trainer(tmp_path, "ema-interrupted", ema_decay=0.9)
+    interrupted.run(stop_at=2)
+    resumed = Trainer(interrupted.config, resume=interrupted.run_dir, data=tiny_data())
+    resumed.run()
+    a, b = _state(straight), _state(resumed)
+    assert any("generator_ema" in key for key in a) and all(torch.equal(a[key], b[key]) for key in a)

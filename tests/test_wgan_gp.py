@@ -95,3 +95,10 @@ def test_train_then_sample_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     assert np.asarray(Image.open(tmp_path / "grid.png")).shape[-1] == 4
     assert_clean_error(run_cli("sample", run, "--view", "front", "--out", tmp_path / "v.png"), "unconditional")
+
+
+def test_moving_average_follows_the_generator_steps_only():
+    model = make(ema_decay=0.5, d_steps=2)
+    batch = torch.rand(2, 4, 4, 32, 32) * 2 - 1
+    assert "generator/ema-decay" not in model.train_step(batch, 1, 0.0)  # a critic-only step
+    assert model.train_step(batch, 2, 0.0)["generator/ema-decay"] == pytest.approx(min(0.5, 2 / 11))  # update n = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spriteforge.errors import SpriteForgeError
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import Config, read_toml
 
@@ -94,6 +96,30 @@ class SpriteModel(nn.Module):
         config = self.config
         self.optimizers[name] = torch.optim.Adam(network.parameters(), lr=lr, betas=(config.beta1, config.beta2))
         self.base_lrs[name] = lr
+
+    # -- moving average of the generator (sampling models: --ema-decay) ----------------------------------
+    def keep_moving_average(self) -> None:
+        """With --ema-decay > 0, keep `generator_ema`, an exponential moving average of `generator` that
+        draws previews, FID samples and `sample` (it travels in checkpoints and exports)."""
+        decay = self.config.get("ema_decay", 0.0)
+        if not 0 <= decay < 1:
+            raise SpriteForgeError(f"--ema-decay must be in [0, 1) (0 = off), got {decay}")
+        if decay > 0:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+            self.inference_networks = (*self.inference_networks, "generator_ema")
+
+    @property
+    def drawing_generator(self) -> nn.Module:
+        """The generator that draws pictures: the moving average when there is one."""
+        return getattr(self, "generator_ema", self.generator)
+
+    def update_moving_average(self, updates: int) -> dict[str, float]:
+        """After generator update number `updates` (from 0): one averaging step; the decay used, to log."""
+        if not hasattr(self, "generator_ema"):
+            return {}
+        from spriteforge.models.blocks import update_moving_average
+
+        return {"generator/ema-decay": update_moving_average(self.generator_ema, self.generator, self.config.ema_decay, updates)}
 
     def optimize(self, name: str, loss: torch.Tensor) -> float:
         """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step; returns the loss."""

@@ -37,7 +37,6 @@ each character once, so those labels are exactly the uniform view distribution B
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import torch
@@ -48,7 +47,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel, defaults_from_file
-from spriteforge.models.blocks import update_moving_average
+from spriteforge.models.blocks import frozen
 from spriteforge.models.cdcgan import view_labels
 from spriteforge.models.dcgan import as_images
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss, orthogonal_regularization
@@ -322,8 +321,6 @@ class BigGAN(SpriteModel):
         layers = config.upsample_layers
         if not self.deep and config.latent < layers + 1:
             raise SpriteForgeError(f"--latent {config.latent} is too small: biggan splits z into upsample-layers + 1 = {layers + 1} chunks")
-        if not 0 <= config.ema_decay < 1:
-            raise SpriteForgeError(f"--ema-decay must be in [0, 1) (0 = off), got {config.ema_decay}")
         if config.truncation < 0 or config.lambda_orthogonal < 0:
             raise SpriteForgeError("--truncation and --lambda-orthogonal must not be negative")
         self.latent_size = config.latent
@@ -334,14 +331,7 @@ class BigGAN(SpriteModel):
         self.discriminator = BigDiscriminator(channels, domain_count, config.feature_maps, layers, self.deep)
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
-        if config.ema_decay > 0:
-            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
-            self.inference_networks = ("generator", "generator_ema")
-
-    @property
-    def drawing_generator(self) -> nn.Module:
-        """The generator that draws pictures: the moving average when there is one."""
-        return getattr(self, "generator_ema", self.generator)
+        self.keep_moving_average()
 
     # -- sampling -----------------------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None, device="cpu", truncation: float | None = None) -> torch.Tensor:
@@ -371,27 +361,21 @@ class BigGAN(SpriteModel):
         scores = self.discriminator(torch.cat([real, fake]), torch.cat([views, views]))
         real_scores, fake_scores = scores[:count], scores[count:]
         d_loss = hinge_discriminator_loss(real_scores, fake_scores)
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
         losses = {"discriminator/total": d_loss.item(), "discriminator/real-score": real_scores.mean().item(),
                   "discriminator/fake-score": fake_scores.mean().item()}
         if step % config.d_steps:
             return losses
 
-        self.discriminator.requires_grad_(False)
         fake = self.generator(torch.randn(count, self.latent_size, device=real.device), views)
-        g_adversarial = hinge_generator_loss(self.discriminator(fake, views))
-        self.discriminator.requires_grad_(True)
+        with frozen(self.discriminator):
+            g_adversarial = hinge_generator_loss(self.discriminator(fake, views))
         orthogonal = orthogonal_regularization(self.orthogonal_weights()) if config.lambda_orthogonal > 0 else torch.zeros((), device=real.device)
         g_loss = g_adversarial + config.lambda_orthogonal * orthogonal
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/orthogonal": orthogonal.item(),
                        "generator/total": g_loss.item()})
-        if hasattr(self, "generator_ema"):
-            losses["generator/ema-decay"] = update_moving_average(self.generator_ema, self.generator, config.ema_decay, step // config.d_steps)
+        losses.update(self.update_moving_average(step // config.d_steps))
         return losses
 
     # -- pictures -----------------------------------------------------------------------------------

@@ -68,11 +68,11 @@ def view_labels(views, count: int, view_count: int, device) -> torch.Tensor:
 class ConditionalDCGAN(DCGAN):
     name = "cdcgan"
     uses = frozenset({"latent", "feature-maps", "embedding", "label-smoothing", "d-dropout", "d-steps",
-                      "lambda-adversarial", "lambda-domain"})
+                      "lambda-adversarial", "lambda-domain", "ema-decay"})
     # The notebook: latent 40, embedding 10, 64 feature maps, lr_D 4e-4 / lr_G 1e-4, 100 images a batch
     # (25 characters × 4 views). --lambda-domain weighs the view cross-entropy of D (real) and G (fake).
     defaults = {"latent": 40, "embedding": 10, "feature-maps": 64, "lr": 1e-4, "ttur": 4.0, "batch": 25,
-                "lr-decay": "none", "d-steps": 1, "lambda-domain": 1.0}
+                "lr-decay": "none", "d-steps": 1, "lambda-domain": 1.0, "ema-decay": 0.0}
 
     @classmethod
     def accepts_single_folder(cls) -> bool:
@@ -91,11 +91,12 @@ class ConditionalDCGAN(DCGAN):
         self.discriminator = ViewDiscriminator(channels, image_size, config.feature_maps, config.d_dropout, domain_count)
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+        self.keep_moving_average()
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
         """Images for the latent vectors in the given views (round-robin over the views if None)."""
-        return self.generator(noise, view_labels(views, len(noise), self.view_count, noise.device))
+        return self.drawing_generator(noise, view_labels(views, len(noise), self.view_count, noise.device))
 
     def train_step(self, batch, step, progress):
         config = self.config
@@ -126,6 +127,7 @@ class ConditionalDCGAN(DCGAN):
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item(),
                        "generator/total": g_loss.item(),
                        "generator/fake-view-accuracy": (logits.argmax(1) == views).float().mean().item()})
+        losses.update(self.update_moving_average(step // config.d_steps))
         return losses
 
     # -- pictures -----------------------------------------------------------------------------------

@@ -112,9 +112,10 @@ def as_images(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class DCGAN(SpriteModel):
     name = "dcgan"
     imputes = False
-    uses = frozenset({"latent", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial"})
-    # TinyHero's notebook: latent 84, base width 48, lr 2e-4, 64 images a batch (16 characters × 4 views).
-    defaults = {"latent": 84, "feature-maps": 48, "lr": 2e-4, "batch": 16, "lr-decay": "none", "d-steps": 1}
+    uses = frozenset({"latent", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial", "ema-decay"})
+    # TinyHero's notebook: latent 84, base width 48, lr 2e-4, 64 images a batch (16 characters × 4 views);
+    # no moving average of G (the notebook had none; --ema-decay 0.999 turns one on).
+    defaults = {"latent": 84, "feature-maps": 48, "lr": 2e-4, "batch": 16, "lr-decay": "none", "d-steps": 1, "ema-decay": 0.0}
 
     def __init__(self, config, domain_count, channels, image_size):
         super().__init__(config, domain_count, channels, image_size)
@@ -127,6 +128,7 @@ class DCGAN(SpriteModel):
         self.discriminator = DCDiscriminator(channels, image_size, config.feature_maps, config.d_dropout)
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+        self.keep_moving_average()
 
     # -- sampling -----------------------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
@@ -137,7 +139,7 @@ class DCGAN(SpriteModel):
         """Images for the given latent vectors; an unconditional model refuses a view."""
         if views is not None:
             raise SpriteForgeError("this model is unconditional: it cannot draw a chosen view (train cdcgan for --view)")
-        return self.generator(noise)
+        return self.drawing_generator(noise)
 
     def impute(self, views, available, target):
         raise SpriteForgeError(f"{self.name} draws new characters from noise and cannot draw missing views; use `spriteforge sample`")
@@ -178,6 +180,7 @@ class DCGAN(SpriteModel):
         g_loss = config.lambda_adversarial * g_adversarial
         self.optimize("generator", g_loss)
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/total": g_loss.item()})
+        losses.update(self.update_moving_average(step // config.d_steps))
         return losses
 
     # -- pictures -----------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, as_ima
 
 class WGANGP(DCGAN):
     name = "wgan-gp"
-    uses = frozenset({"latent", "feature-maps", "critic-norm", "d-steps", "lambda-gp", "lambda-adversarial"})
+    uses = frozenset({"latent", "feature-maps", "critic-norm", "d-steps", "lambda-gp", "lambda-adversarial", "ema-decay"})
     defaults = {"latent": 84, "feature-maps": 48, "lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "batch": 16,
-                "lr-decay": "none", "d-steps": 5, "lambda-gp": 10.0, "critic-norm": "layer"}
+                "lr-decay": "none", "d-steps": 5, "lambda-gp": 10.0, "critic-norm": "layer", "ema-decay": 0.0}
 
     def __init__(self, config, domain_count, channels, image_size):
         SpriteModel.__init__(self, config, domain_count, channels, image_size)
@@ -34,6 +34,7 @@ class WGANGP(DCGAN):
         self.discriminator = DCDiscriminator(channels, image_size, config.feature_maps, 0.0, norm=config.critic_norm)
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
+        self.keep_moving_average()
 
     def critic(self, images: torch.Tensor, condition=None) -> tuple[torch.Tensor, None]:
         """The critic's score in the (scores, extra) form `gradient_penalty` expects."""
@@ -63,4 +64,5 @@ class WGANGP(DCGAN):
         g_loss = config.lambda_adversarial * g_adversarial
         self.optimize("generator", g_loss)
         losses.update({"generator/adversarial": g_adversarial.item(), "generator/total": g_loss.item()})
+        losses.update(self.update_moving_average(step // config.d_steps))
         return losses
