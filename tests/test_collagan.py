@@ -56,6 +56,34 @@ def test_shapes_and_missing_views_are_zeros():
     assert COLLAGAN.evaluation_given_views == 3
 
 
+def test_target_prior_puts_the_trivial_guess_in_the_target_slot():
+    from spriteforge.models.guess import guess_views
+
+    views = torch.rand(3, 4, 4, 32, 32) * 2 - 1
+    available = torch.tensor([[0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.bool)
+    target = torch.tensor([3, 1, 0])  # right from left (mirror), left from right (mirror), back from front (copy)
+    guessed = guess_views(views, available, target)
+    assert torch.equal(guessed[0], views[0, 1].flip(-1)) and torch.equal(guessed[1], views[1, 3].flip(-1))
+    assert torch.equal(guessed[2], views[2, 2])
+    assert torch.equal(guess_views(views, available, target, mirror=False)[0], views[0, 1])  # copy: the other side, unflipped
+    nothing = torch.zeros(1, 4, dtype=torch.bool)
+    assert guess_views(views[:1], nothing, target[:1], empty_ok=True).abs().sum() == 0
+    with pytest.raises(SpriteForgeError, match="no view given"):
+        guess_views(views[:1], nothing, target[:1])
+    model = make(target_prior="baseline").eval()
+    seen = []
+    model.generator.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    model.impute(views, available, target)
+    inputs = seen[0]
+    assert torch.equal(inputs[torch.arange(3), target], guessed)  # the target slot holds the guess
+    dropped = ~available
+    dropped[torch.arange(3), target] = False
+    assert inputs[dropped].abs().sum() == 0 and torch.equal(inputs[available], views[available])
+    assert make().config.target_prior == "none"  # the paper's MDIGAN: an empty target slot
+    with pytest.raises(SpriteForgeError, match="needs the four views"):
+        COLLAGAN(resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"capacity": 1, "target_prior": "baseline"}), 3, 4, 32)
+
+
 def test_ssim_and_histogram_and_coverage_known_answers():
     images = sprites()[:, 0]
     assert torch.allclose(losses.ssim(images, images), torch.ones(2), atol=1e-5)

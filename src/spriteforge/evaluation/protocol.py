@@ -23,17 +23,12 @@ import torch
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
+from spriteforge.models.guess import guess_views
 
 METRICS = ("fid", "kid", "l1", "ssim", "palette")
 """Metric groups `--metrics` selects from; `palette` is every pixel-art metric."""
 FEATURE_METRICS = {"fid", "kid"}
 LETTERS = {"back": "b", "left": "l", "front": "f", "right": "r"}
-
-# The fixed source preference of the baselines per target view (back=0, left=1, front=2, right=3):
-# the mirror pose for left/right, the opposite view for back/front, then the adjacent ones.
-PREFERENCE = {0: (2, 1, 3), 1: (3, 2, 0), 2: (0, 1, 3), 3: (1, 2, 0)}
-MIRROR = {1: 3, 3: 1}
-
 
 @dataclass(frozen=True)
 class Case:
@@ -77,20 +72,10 @@ class CopyBaseline:
 
     @torch.no_grad()
     def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if views.shape[1] != 4:
-            raise SpriteForgeError(f"the {self.name} baseline needs the four views {', '.join(VIEWS)}; the data has {views.shape[1]} domains")
-        outputs = []
-        for row in range(len(views)):
-            wanted = int(target[row])
-            order = PREFERENCE[wanted]
-            if self.flip_mirror and wanted in MIRROR and bool(available[row, MIRROR[wanted]]):
-                outputs.append(views[row, MIRROR[wanted]].flip(-1))
-                continue
-            source = next((d for d in order if bool(available[row, d]) and d != wanted), None)
-            if source is None:
-                raise SpriteForgeError(f"{self.name}: no view given for character {row}")
-            outputs.append(views[row, source])
-        return torch.stack(outputs)
+        try:
+            return guess_views(views, available, target, mirror=self.flip_mirror)
+        except SpriteForgeError as error:
+            raise SpriteForgeError(f"the {self.name} baseline: {error}") from None
 
 
 class MirrorBaseline(CopyBaseline):

@@ -26,6 +26,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm, tiled_one_hot
+from spriteforge.models.guess import check_four_views, guess_views
 from spriteforge.training.evaluation import one_view_missing
 
 # P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
@@ -195,13 +196,13 @@ class CollaGAN(SpriteModel):
     uses = frozenset({
         "capacity", "lambda-adversarial", "lambda-l1", "lambda-l1-backward", "lambda-ssim", "lambda-domain",
         "lambda-palette", "lambda-histogram", "lambda-regularization", "input-dropout", "cycled-source-replacer",
-        "palette-quantization", "annealing", "temperature", "perturb-palette",
+        "palette-quantization", "annealing", "temperature", "perturb-palette", "target-prior",
     })
     # The paper's MDIGAN settings (capacity 4: pass --capacity 1 to train on a CPU in hours, not days).
     defaults = {
         "capacity": 4, "lambda-l1": 100.0, "lambda-l1-backward": 10.0, "lambda-ssim": 10.0, "lambda-domain": 10.0,
         "lambda-palette": 0.0, "lambda-histogram": 0.0, "lambda-regularization": 0.0,
-        "input-dropout": "conservative", "cycled-source-replacer": "forward",
+        "input-dropout": "conservative", "cycled-source-replacer": "forward", "target-prior": "none",
     }
 
     def __init__(self, config, domain_count, channels, image_size):
@@ -214,6 +215,8 @@ class CollaGAN(SpriteModel):
             raise SpriteForgeError(f"--temperature must be positive, got {config.temperature}")
         if config.lambda_palette > 0 and not config.palette_quantization:
             raise SpriteForgeError("--lambda-palette needs --palette-quantization (it measures palette use)")
+        if config.target_prior != "none":
+            check_four_views(domain_count, "--target-prior baseline")
         self.generator = AffluentGenerator(channels, domain_count, config.capacity)
         self.discriminator = CollaDiscriminator(channels, domain_count, image_size)
         self.make_optimizer("generator", self.generator, config.lr)
@@ -221,8 +224,17 @@ class CollaGAN(SpriteModel):
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, views, kept, target, palette=None, temperature: float = 0.0, hard: bool = False):
-        """G on views with every slot not `kept` zeroed, then (if given) the palette quantisation."""
-        image = self.generator(views * kept[:, :, None, None, None].to(views.dtype), target)
+        """G on views with every slot not `kept` zeroed, then (if given) the palette quantisation.
+
+        With --target-prior baseline the target's slot, empty otherwise, holds the trivial guess of the
+        target from the kept views (`models/guess.py`): a pixel-aligned starting point the U-Net can pass
+        through its skips, so even a young model does no worse than mirroring or copying a view.
+        """
+        inputs = views * kept[:, :, None, None, None].to(views.dtype)
+        if self.config.target_prior == "baseline":
+            rows = torch.arange(len(views), device=views.device)
+            inputs = inputs.index_put((rows, target), guess_views(inputs, kept, target, empty_ok=True))
+        image = self.generator(inputs, target)
         if palette is not None:
             image = losses.quantize(image, *palette, temperature=temperature, hard=hard)
         return image
