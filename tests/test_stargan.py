@@ -1,3 +1,5 @@
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from spriteforge.models import model_class
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import resolve
 from spriteforge.training import checkpoint as ckpt
-from spriteforge.training.engine import Trainer
+from spriteforge.training.engine import Interrupted, Trainer
 
 from conftest import random_sprite
 
@@ -92,20 +94,48 @@ def test_resume_is_bit_identical(tmp_path):
     assert (resumed.run_dir / "test-images").is_dir() and (resumed.run_dir / "checkpoints" / "best.safetensors").is_file()
 
 
-def test_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
-    trainer = _trainer(tmp_path, "interrupt", steps=5, evaluate_steps=100)
-    original = trainer.model.train_step
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_finishes_the_step_saves_and_resumes_exactly(tmp_path, monkeypatch, number):
+    straight = _trainer(tmp_path, "straight", steps=5, evaluate_steps=100)
+    straight.run()
+    interrupted = _trainer(tmp_path, "interrupt", steps=5, evaluate_steps=100)
+    original = interrupted.model.train_step
 
-    def stop_at_third(batch, step, progress):
+    def signal_during_third(batch, step, progress):
         if step == 2:
-            raise KeyboardInterrupt
+            signal.raise_signal(number)  # arrives while the step runs: the step still completes
         return original(batch, step, progress)
 
-    monkeypatch.setattr(trainer.model, "train_step", stop_at_third)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(interrupted.model, "train_step", signal_during_third)
+    handler_before = signal.getsignal(number)
+    with pytest.raises(Interrupted) as stopped:
+        interrupted.run()
+    assert signal.getsignal(number) is handler_before  # the loop's handler is gone again
+    assert stopped.value.saved and stopped.value.step == 3
+    _, meta = ckpt.read_checkpoint(interrupted.run_dir / "checkpoints" / "latest.safetensors")
+    assert meta["step"] == 3
+    resumed = Trainer(interrupted.config, resume=interrupted.run_dir, data=tiny_data())
+    resumed.run()
+    a, b = _state(straight), _state(resumed)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, "twice", steps=5, evaluate_steps=100, checkpoint_steps=1)
+    original = trainer.model.train_step
+
+    def two_signals_during_third(batch, step, progress):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # the second one raises here, half-way through the step
+        return original(batch, step, progress)
+
+    monkeypatch.setattr(trainer.model, "train_step", two_signals_during_third)
+    with pytest.raises(Interrupted) as stopped:
         trainer.run()
+    assert not stopped.value.saved and stopped.value.step == 2
     _, meta = ckpt.read_checkpoint(trainer.run_dir / "checkpoints" / "latest.safetensors")
-    assert meta["step"] == 2
+    assert meta["step"] == 2  # the half-done step was not saved over it
 
 
 def test_checkpoint_of_another_model_or_file_is_refused(tmp_path):

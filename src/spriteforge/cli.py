@@ -77,7 +77,7 @@ RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "ve
 def train(model, config_file, resume, **values):
     """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set)."""
     from spriteforge.models import MODELS, model_class
-    from spriteforge.training.engine import Trainer, command_line_string
+    from spriteforge.training.engine import Interrupted, Trainer, command_line_string
 
     given = {}
     if config_file:
@@ -117,8 +117,13 @@ def train(model, config_file, resume, **values):
     click.echo(f"data: {trainer.data.describe()}", err=True)
     try:
         state = trainer.run()
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted at step {trainer.state.step}; checkpoint saved. Continue with: spriteforge train --resume {trainer.run_dir}", err=True)
+    except Interrupted as stopped:
+        if stopped.saved:
+            click.echo(f"\ninterrupted after step {stopped.step}; checkpoint saved. Continue with: spriteforge train --resume {trainer.run_dir}", err=True)
+        elif stopped.step:
+            click.echo(f"\nstopped at once; the checkpoint of step {stopped.step} is kept. Continue with: spriteforge train --resume {trainer.run_dir}", err=True)
+        else:
+            click.echo("\nstopped at once, before the first checkpoint; nothing to resume", err=True)
         sys.exit(130)
     summary = trainer.run_dir / "summary.json"
     click.echo(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""), err=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -35,6 +37,41 @@ from spriteforge.training import checkpoint as ckpt
 
 LATEST, BEST = "latest.safetensors", "best.safetensors"
 EVALUATION_LIMIT = 500
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM. `saved`: the checkpoint holds the step just finished;
+    otherwise (a second signal stopped a step half-way) the last periodic checkpoint was kept."""
+
+    def __init__(self, step: int, saved: bool):
+        super().__init__(step)
+        self.step, self.saved = step, saved
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM while training: the first lets the current step finish, so the checkpoint
+    saved after it resumes bit for bit (a step cut half-way may have updated D but not G); a second
+    stops at once. A SIGINT that the parent ignores (`cmd &` in a script) stays ignored."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def pick_device(config: Config) -> torch.device:
@@ -155,6 +192,7 @@ class Trainer:
         else:
             self.run_dir = self._new_run_dir()
             self._write_run_files(command_line)
+        self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
         self.writer = None
         self.fid_extractor = None
 
@@ -196,7 +234,9 @@ class Trainer:
             "evaluations_without_improvement": self.state.evaluations_without_improvement,
             "history": self.state.history,
         }
-        return ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra)
+        path = ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra)
+        self.saved_step = self.state.step
+        return path
 
     # -- the loop ---------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
@@ -218,7 +258,8 @@ class Trainer:
         return factor * self.config.lr
 
     def run(self, stop_at: int | None = None) -> RunState:
-        """Train until the configured steps (or `stop_at`), saving checkpoints; Ctrl-C saves and re-raises."""
+        """Train until the configured steps (or `stop_at`), saving checkpoints. Ctrl-C or SIGTERM: the
+        step in progress finishes, is saved, and `Interrupted` is raised (see StopRequest)."""
         from torch.utils.tensorboard import SummaryWriter
 
         config = self.config
@@ -233,8 +274,9 @@ class Trainer:
         started = time.perf_counter()
         early_stopped = False
         first_step = self.state.step
+        stop_request = StopRequest()
         try:
-            with profiler or nullcontext():
+            with stop_request, profiler or nullcontext():
                 while self.state.step < end:
                     step = self.state.step
                     torch.manual_seed(step_seed(config.seed, step))
@@ -264,13 +306,16 @@ class Trainer:
                             self.save_latest()
                             early_stopped = True
                             break
-                    if done % checkpoint_every == 0 or done == end:
+                    if done % checkpoint_every == 0 or done == end or stop_request.requested:
                         self.save_latest()
-        except KeyboardInterrupt:
-            self.save_latest()
+                    if stop_request.requested:
+                        raise Interrupted(done, saved=True)
+        except KeyboardInterrupt as interruption:
             bar.close()
             self.writer.close()
-            raise
+            if isinstance(interruption, Interrupted):
+                raise
+            raise Interrupted(self.saved_step, saved=False) from None
         bar.close()
         elapsed = time.perf_counter() - started
         if self.state.step >= self.total_steps or early_stopped:
