@@ -144,3 +144,25 @@ def test_translate_with_a_folder_of_pair_models(tmp_path):
     assert not one[:, :64].any() and np.array_equal(one[:, 192:], sheet[:, 192:])  # back needs left; right from front
     with pytest.raises(SpriteForgeError, match="no pix2pix model here draws the left view"):
         translate_files(tmp_path / "pairs", {"back": view("back")}, tmp_path / "x.png")
+
+
+def test_cli_target_all_trains_every_pair_and_continues(tmp_path):
+    sprites = write_split_folder(tmp_path / "sprites", train=2, test=1)
+    out = tmp_path / "out"
+    command = ("train", "pix2pix", "--dataset", sprites, "--source", "front", "--target", "all", "--steps", 1,
+               "--batch", 1, "--log-folder", out, "--run-string", "p")
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = out / "pix2pix" / "playground"
+    assert sorted(run.name for run in folder.iterdir()) == ["p-front-back", "p-front-left", "p-front-right"]
+    assert all((run / "summary.json").is_file() for run in folder.iterdir())
+    assert "source = \"front\"" in (folder / "p-front-left" / "configuration.toml").read_text()
+    again = run_cli(*command, cwd=tmp_path)  # the same command: nothing left to train
+    assert again.returncode == 0 and again.stderr.count("already trained") == 3, again.stderr
+    front = sprites / "test" / "2-front" / "0.png"
+    result = run_cli("translate", folder, "--front", front, "--out", tmp_path / "sheet.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sheet = np.array(Image.open(tmp_path / "sheet.png"))
+    assert all(sheet[:, 64 * view:64 * (view + 1)].any() for view in (0, 1, 3))  # every missing view drawn
+    assert_clean_error(run_cli("train", "pix2pix", "--dataset", sprites, "--source", "side", "--target", "all",
+                               "--log-folder", out, cwd=tmp_path), "--source side: not one of the views")

@@ -12,7 +12,7 @@ import click
 
 from spriteforge import VIEWS, __version__
 from spriteforge.errors import SpriteForgeError
-from spriteforge.options import BY_KEY, OPTIONS, read_toml, resolve
+from spriteforge.options import BY_KEY, OPTIONS, Config, read_toml, resolve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -77,7 +77,7 @@ RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "ve
 def train(model, config_file, resume, **values):
     """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set)."""
     from spriteforge.models import MODELS, model_class
-    from spriteforge.training.engine import Interrupted, Trainer, command_line_string
+    from spriteforge.training.engine import Trainer, command_line_string
 
     given = {}
     if config_file:
@@ -91,42 +91,90 @@ def train(model, config_file, resume, **values):
     model = model or given.pop("model", None)
     given.pop("model", None)
     if resume:
-        from spriteforge.inference import config_from_meta
-        from spriteforge.training import checkpoint as ckpt
-
-        path = Path(resume) / "checkpoints" / "latest.safetensors"
-        _, meta = ckpt.read_checkpoint(path)
-        if model and model != meta["model"]:
-            raise SpriteForgeError(f"{resume}: holds a '{meta['model']}' run, not '{model}'")
-        others = sorted(set(given) - RESUME_OVERRIDES)
-        if others:
-            raise SpriteForgeError(f"--resume takes the run's own options; only {', '.join('--' + k.replace('_', '-') for k in sorted(RESUME_OVERRIDES))} may change (got {', '.join('--' + k.replace('_', '-') for k in others)})")
-        config = config_from_meta(meta, path)
-        for key in ("steps", "epochs"):
-            if key in given:
-                config["steps"], config["epochs"] = None, None
-        config.update(given)
-        trainer = Trainer(config, resume=Path(resume))
+        trainer = _resumed_trainer(Path(resume), model, given)
     else:
         if not model:
             raise SpriteForgeError(f"name a model to train: one of {', '.join(MODELS)}")
         cls = model_class(model)
         config = resolve(model, cls.uses, cls.defaults, given, cls.refuses)
+        if "all" in (config.get("source"), config.get("target")):
+            return _train_pairs(config, given)
         trainer = Trainer(config, command_line=command_line_string())
+    _run_trainer(trainer)
+
+
+def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
+    """A Trainer continuing the run in `run_dir` with its own options (only RESUME_OVERRIDES may change)."""
+    from spriteforge.inference import config_from_meta
+    from spriteforge.training import checkpoint as ckpt
+    from spriteforge.training.engine import Trainer
+
+    path = run_dir / "checkpoints" / "latest.safetensors"
+    _, meta = ckpt.read_checkpoint(path)
+    if model and model != meta["model"]:
+        raise SpriteForgeError(f"{run_dir}: holds a '{meta['model']}' run, not '{model}'")
+    others = sorted(set(given) - RESUME_OVERRIDES)
+    if others:
+        raise SpriteForgeError(f"--resume takes the run's own options; only {', '.join('--' + k.replace('_', '-') for k in sorted(RESUME_OVERRIDES))} may change (got {', '.join('--' + k.replace('_', '-') for k in others)})")
+    config = config_from_meta(meta, path)
+    for key in ("steps", "epochs"):
+        if key in given:
+            config["steps"], config["epochs"] = None, None
+    config.update(given)
+    return Trainer(config, resume=run_dir)
+
+
+def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
+    """Train to the end; on Ctrl-C/SIGTERM say how to continue and exit 130."""
+    from spriteforge.training.engine import Interrupted
+
     click.echo(f"run folder: {trainer.run_dir}", err=True)
     click.echo(f"data: {trainer.data.describe()}", err=True)
+    hint = rerun_hint or f"spriteforge train --resume {trainer.run_dir}"
     try:
         state = trainer.run()
     except Interrupted as stopped:
         if stopped.saved:
-            click.echo(f"\ninterrupted after step {stopped.step}; checkpoint saved. Continue with: spriteforge train --resume {trainer.run_dir}", err=True)
+            click.echo(f"\ninterrupted after step {stopped.step}; checkpoint saved. Continue with: {hint}", err=True)
         elif stopped.step:
-            click.echo(f"\nstopped at once; the checkpoint of step {stopped.step} is kept. Continue with: spriteforge train --resume {trainer.run_dir}", err=True)
+            click.echo(f"\nstopped at once; the checkpoint of step {stopped.step} is kept. Continue with: {hint}", err=True)
         else:
             click.echo("\nstopped at once, before the first checkpoint; nothing to resume", err=True)
         sys.exit(130)
     summary = trainer.run_dir / "summary.json"
     click.echo(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""), err=True)
+
+
+def _train_pairs(config, given: dict) -> None:
+    """`--source all` and/or `--target all` (pix2pix): one run per (source, target) pair, named
+    SOURCE-TARGET (after --run-string and a dash when given), one after the other. The same command
+    again skips finished pairs and resumes an interrupted one, so a long sweep survives a stop."""
+    from spriteforge.training.engine import Trainer, command_line_string
+
+    domains = list(config.domains)
+    for flag in ("source", "target"):
+        if config[flag] != "all" and config[flag] not in domains:
+            raise SpriteForgeError(f"--{flag} {config[flag]}: not one of the views {', '.join(domains)} (--domains) or 'all'")
+    sources = domains if config.source == "all" else [config.source]
+    targets = domains if config.target == "all" else [config.target]
+    pairs = [(source, target) for source in sources for target in targets if source != target]
+    prefix = f"{config.run_string}-" if config.run_string else ""
+    folder = Path(config.log_folder) / (config.model_name or config.model) / config.experiment
+    for number, (source, target) in enumerate(pairs, 1):
+        name = f"{prefix}{source}-{target}"
+        run_dir = folder / name
+        click.echo(f"pair {number}/{len(pairs)}: {source} → {target}", err=True)
+        if (run_dir / "summary.json").exists():
+            click.echo(f"already trained: {run_dir}", err=True)
+            continue
+        if (run_dir / "checkpoints" / "latest.safetensors").exists():
+            trainer = _resumed_trainer(run_dir, config.model, {k: v for k, v in given.items() if k in RESUME_OVERRIDES})
+        else:
+            pair = Config(config)
+            pair.update({"source": source, "target": target, "run_string": name})
+            trainer = Trainer(pair, command_line=command_line_string())
+        _run_trainer(trainer, rerun_hint="the same command (finished pairs are skipped)")
+    click.echo(f"all {len(pairs)} pairs trained in {folder}; translate with: spriteforge translate {folder} --front FILE --out sheet.png", err=True)
 
 
 # -- translate ------------------------------------------------------------------------------------
