@@ -94,8 +94,16 @@ def test_resume_is_bit_identical(tmp_path):
     assert (resumed.run_dir / "test-images").is_dir() and (resumed.run_dir / "checkpoints" / "best.safetensors").is_file()
 
 
+@pytest.fixture
+def sigint_handled():
+    """Ctrl-C as in a terminal, also when the tests themselves run with SIGINT ignored (`cmd &`)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_finishes_the_step_saves_and_resumes_exactly(tmp_path, monkeypatch, number):
+def test_ctrl_c_or_sigterm_finishes_the_step_saves_and_resumes_exactly(tmp_path, monkeypatch, number, sigint_handled):
     straight = _trainer(tmp_path, "straight", steps=5, evaluate_steps=100)
     straight.run()
     interrupted = _trainer(tmp_path, "interrupt", steps=5, evaluate_steps=100)
@@ -120,7 +128,7 @@ def test_ctrl_c_or_sigterm_finishes_the_step_saves_and_resumes_exactly(tmp_path,
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, sigint_handled):
     trainer = _trainer(tmp_path, "twice", steps=5, evaluate_steps=100, checkpoint_steps=1)
     original = trainer.model.train_step
 
