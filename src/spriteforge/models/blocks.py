@@ -23,6 +23,20 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+def init_glorot(module: nn.Module) -> None:
+    """Glorot-uniform kernels, zero biases: Keras' defaults, which the original's Keras CollaGAN used.
+
+    Under N(0, 0.02) CollaGAN's bias-free 1×1 tanh head (16 inputs at capacity 1) starts drawing
+    ≈ 0, mid-grey, and Adam at lr 1e-4 moves it slowly: on rm2k the training L1 was still 0.86 after
+    150 steps, against 0.52 with this initialiser.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class ResidualBlock(nn.Module):
     """conv-norm-LeakyReLU-conv-norm + identity, no activation after the add (StarGAN's block)."""
 

@@ -25,7 +25,7 @@ from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import frozen, init_normal, instance_norm, tiled_one_hot
+from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot
 from spriteforge.models.guess import check_four_views, guess_views
 from spriteforge.training.evaluation import one_view_missing
 
@@ -114,7 +114,7 @@ class AffluentGenerator(nn.Module):
             self.stages.append(nn.Sequential(*conv_block((domains + 1) * w, w), *conv_block(w, w)))
             cin = w
         self.to_image = nn.Conv2d(width, channels, 1, bias=False)
-        init_normal(self)
+        init_glorot(self)
 
     def forward(self, views: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """views [B, D, C, H, W] with missing slots zeroed, target [B] → image [B, C, H, W] in [-1, 1]."""
@@ -148,7 +148,7 @@ class CollaDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers, nn.Dropout(0.5))
         self.patch = nn.Conv2d(cin, 1, 3, padding=1)
         self.classes = nn.Conv2d(cin, domains, 1)
-        init_normal(self)
+        init_glorot(self)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(image)
