@@ -84,6 +84,28 @@ def test_target_prior_puts_the_trivial_guess_in_the_target_slot():
         COLLAGAN(resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"capacity": 1, "target_prior": "baseline"}), 3, 4, 32)
 
 
+def test_residual_target_prior_starts_at_the_guess_and_learns_a_bounded_correction():
+    from spriteforge.models.guess import guess_views
+
+    torch.manual_seed(0)
+    views = sprites(4)
+    available = torch.tensor([[0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 1, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    target = torch.tensor([3, 1, 0, 3])
+    model = make(target_prior="residual")
+    assert parameter_count(model.generator) == parameter_count(make().generator)  # same network, new output rule
+    model.eval()
+    assert torch.equal(model.impute(views, available, target), guess_views(views, available, target))  # zero correction
+    model.train()
+    for step in range(3):
+        model.train_step(views, step, step / 100)
+    model.eval()
+    drawn = model.impute(views, available, target)
+    assert not torch.equal(drawn, guess_views(views, available, target))  # it learnt a correction
+    assert drawn.min() >= -1 and drawn.max() <= 1  # clamped at inference
+    with pytest.raises(SpriteForgeError, match="--target-prior residual needs the four views"):
+        COLLAGAN(resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"capacity": 1, "target_prior": "residual"}), 3, 4, 32)
+
+
 def test_ssim_and_histogram_and_coverage_known_answers():
     images = sprites()[:, 0]
     assert torch.allclose(losses.ssim(images, images), torch.ones(2), atol=1e-5)

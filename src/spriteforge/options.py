@@ -132,7 +132,7 @@ OPTIONS: list[Option] = [
     # imputation specifics
     Option("input-dropout", str, "none", "input dropout strategy (CollaGAN, ReMIC)",
            choices=("none", "original", "aggressive", "balanced", "conservative", "curriculum")),
-    Option("target-prior", str, "none", "what collagan's empty target slot receives: nothing (the paper) or the trivial baseline's guess (the other side view mirrored, else a given view copied)", choices=("none", "baseline")),
+    Option("target-prior", str, "none", "what collagan's empty target slot receives: nothing (the paper) or the trivial baseline's guess (the other side view mirrored, else a given view copied); residual: that guess, and the output is the guess plus a learnt correction", choices=("none", "baseline", "residual")),
     Option("cycled-source-replacer", str, "forward", "which slots receive the forward fake in the cycle (CollaGAN)", choices=("forward", "dropout")),
     Option("shuffled-batches", bool, False, "discriminate real and fake shuffled together (CollaGAN)"),
     Option("palette-quantization", bool, False, "quantise outputs to the characters' palettes (CollaGAN)"),

@@ -98,10 +98,11 @@ class EncoderBranch(nn.Module):
 class AffluentGenerator(nn.Module):
     """CollaGAN's multi-branch U-Net: one encoder per view slot, one decoder with every branch's skips."""
 
-    def __init__(self, channels: int, domains: int, capacity: int):
+    def __init__(self, channels: int, domains: int, capacity: int, residual: bool = False):
         super().__init__()
         width = 16 * capacity
         self.domains = domains
+        self.residual = residual
         self.branches = nn.ModuleList(EncoderBranch(channels + domains, width) for _ in range(domains))
         bottom = 16 * width
         self.bottleneck = nn.Sequential(*conv_block(domains * bottom, bottom), *conv_block(bottom, bottom))
@@ -115,9 +116,12 @@ class AffluentGenerator(nn.Module):
             cin = w
         self.to_image = nn.Conv2d(width, channels, 1, bias=False)
         init_glorot(self)
+        if residual:  # a correction to the trivial guess, none at first: the young model draws the guess
+            nn.init.zeros_(self.to_image.weight)
 
     def forward(self, views: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """views [B, D, C, H, W] with missing slots zeroed, target [B] → image [B, C, H, W] in [-1, 1]."""
+        """views [B, D, C, H, W] with missing slots zeroed, target [B] → image [B, C, H, W] in [-1, 1]
+        (a residual generator returns the unbounded correction to add to the guess instead)."""
         condition = tiled_one_hot(target, self.domains, views.shape[-2:])
         bottoms, skips = [], []
         for slot, branch in enumerate(self.branches):
@@ -128,7 +132,8 @@ class AffluentGenerator(nn.Module):
         for index, (up, stage) in enumerate(zip(self.ups, self.stages)):
             level = 3 - index
             x = stage(torch.cat([up(x), *(branch_skips[level] for branch_skips in skips)], dim=1))
-        return torch.tanh(self.to_image(x))
+        x = self.to_image(x)
+        return x if self.residual else torch.tanh(x)
 
     def kernels(self):
         return [m.weight for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -216,8 +221,8 @@ class CollaGAN(SpriteModel):
         if config.lambda_palette > 0 and not config.palette_quantization:
             raise SpriteForgeError("--lambda-palette needs --palette-quantization (it measures palette use)")
         if config.target_prior != "none":
-            check_four_views(domain_count, "--target-prior baseline")
-        self.generator = AffluentGenerator(channels, domain_count, config.capacity)
+            check_four_views(domain_count, f"--target-prior {config.target_prior}")
+        self.generator = AffluentGenerator(channels, domain_count, config.capacity, residual=config.target_prior == "residual")
         self.discriminator = CollaDiscriminator(channels, domain_count, image_size)
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
@@ -228,13 +233,22 @@ class CollaGAN(SpriteModel):
 
         With --target-prior baseline the target's slot, empty otherwise, holds the trivial guess of the
         target from the kept views (`models/guess.py`): a pixel-aligned starting point the U-Net can pass
-        through its skips, so even a young model does no worse than mirroring or copying a view.
+        through its skips. With `residual` the image is that guess plus the generator's correction
+        (zero at first), so training starts from the baselines' score instead of from mid-grey; the sum
+        is clamped to [-1, 1] only at inference (`hard`), as a clamp would stop the gradient of a
+        pixel pushed past the edge.
         """
         inputs = views * kept[:, :, None, None, None].to(views.dtype)
-        if self.config.target_prior == "baseline":
+        guess = None
+        if self.config.target_prior != "none":
             rows = torch.arange(len(views), device=views.device)
-            inputs = inputs.index_put((rows, target), guess_views(inputs, kept, target, empty_ok=True))
+            guess = guess_views(inputs, kept, target, empty_ok=True)
+            inputs = inputs.index_put((rows, target), guess)
         image = self.generator(inputs, target)
+        if self.config.target_prior == "residual":
+            image = guess + image
+            if hard:
+                image = image.clamp(-1, 1)
         if palette is not None:
             image = losses.quantize(image, *palette, temperature=temperature, hard=hard)
         return image
