@@ -14,13 +14,18 @@ def instance_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
     return nn.GroupNorm(channels, channels, eps=eps, affine=True)
 
 
-def init_normal(module: nn.Module, std: float = 0.02) -> None:
-    """N(0, std) for every conv / linear kernel, zeros for biases (the original's initialiser)."""
+def init_layers(module: nn.Module, init_weight) -> None:
+    """`init_weight` (in place) on every conv / linear kernel, zeros for biases."""
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(layer.weight, 0.0, std)
+            init_weight(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """N(0, std) for every conv / linear kernel, zeros for biases (the original's initialiser)."""
+    init_layers(module, lambda weight: nn.init.normal_(weight, 0.0, std))
 
 
 def init_glorot(module: nn.Module) -> None:
@@ -30,11 +35,7 @@ def init_glorot(module: nn.Module) -> None:
     ≈ 0, mid-grey, and Adam at lr 1e-4 moves it slowly: on rm2k the training L1 was still 0.86 after
     150 steps, against 0.52 with this initialiser.
     """
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.xavier_uniform_(layer.weight)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+    init_layers(module, nn.init.xavier_uniform_)
 
 
 class ResidualBlock(nn.Module):
