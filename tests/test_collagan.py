@@ -106,6 +106,52 @@ def test_residual_target_prior_starts_at_the_guess_and_learns_a_bounded_correcti
         COLLAGAN(resolve("collagan", COLLAGAN.uses, COLLAGAN.defaults, {"capacity": 1, "target_prior": "residual"}), 3, 4, 32)
 
 
+def test_select_target_prior_draws_only_pixels_of_the_given_views():
+    from spriteforge.models.guess import guess_views
+
+    torch.manual_seed(0)
+    views = sprites(4)
+    available = torch.tensor([[0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 1, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    target = torch.tensor([3, 1, 0, 3])
+    model = make(target_prior="select", lambda_adversarial=0.0, lambda_domain=0.0)
+    model.eval()
+    assert torch.equal(model.impute(views, available, target), guess_views(views, available, target))  # the guess wins
+    model.train()
+    for step in range(3):
+        model.train_step(views, step, step / 100)
+    assert model.generator.to_image.weight.abs().sum() > 0  # the head learns
+    with torch.no_grad():  # a model that prefers other candidates in places
+        model.generator.to_image.weight.normal_(0, 1)
+    model.eval()
+    drawn = model.impute(views, available, target)
+    assert not torch.equal(drawn, guess_views(views, available, target))
+    for row in range(len(views)):  # every pixel is, at its place, the empty pixel or a given view's (mirrored or not)
+        given = views[row][available[row]]
+        candidates = torch.cat([torch.full_like(given[:1], -1.0), given, given.flip(-1)])
+        assert (candidates == drawn[row]).all(1).any(0).all()
+
+
+def test_selection_loss_known_answers():
+    from spriteforge.models.collagan import select_pixels
+
+    views = sprites(1)  # [1, 4, C, H, W]
+    kept = torch.tensor([[True, False, True, False]])
+    guess = views[:, 0]
+    uniform = torch.zeros(1, 10, *views.shape[-2:])
+    # Uniform logits over the 6 allowed candidates: −log(matching count / 6) where something matches.
+    image, loss = select_pixels(uniform, guess, views, kept, hard=False, truth=views[:, 0])
+    matches = torch.stack([guess, torch.full_like(guess, -1), views[:, 0], views[:, 2], views[:, 0].flip(-1), views[:, 2].flip(-1)], 1)
+    count = (matches == views[:, 0][:, None]).all(2).sum(1).float()
+    assert math.isclose(loss.item(), (-(count / 6).log()).mean().item(), rel_tol=1e-5)
+    assert torch.allclose(image, matches.mean(1))
+    # A confident right answer costs ~0; the hard pick is exact; a dropped view is never picked.
+    confident = uniform.clone()
+    confident[:, 5] = 50.0  # slot 3, not kept: masked out
+    confident[:, 4] = 20.0  # slot 2 as it is
+    image, loss = select_pixels(confident, guess, views, kept, hard=True, truth=views[:, 2])
+    assert torch.equal(image, views[:, 2]) and loss.item() < 1e-6
+
+
 def test_ssim_and_histogram_and_coverage_known_answers():
     images = sprites()[:, 0]
     assert torch.allclose(losses.ssim(images, images), torch.ones(2), atol=1e-5)
@@ -199,6 +245,22 @@ def test_every_option_trains():
         make(lambda_palette=1.0)
     with pytest.raises(SpriteForgeError, match="not used by collagan"):
         make(lambda_gp=10.0)
+
+
+def test_work_with_zero_weight_is_skipped():
+    torch.manual_seed(0)
+    batch = sprites(2)
+    for weights, generator_calls in (({"lambda_adversarial": 0.0, "lambda_domain": 0.0}, 2),
+                                     ({"lambda_adversarial": 0.0, "lambda_domain": 0.0, "lambda_l1_backward": 0.0, "lambda_ssim": 0.0}, 1)):
+        model = make(target_prior="residual", **weights)
+        discriminator = {name: value.clone() for name, value in model.discriminator.state_dict().items()}
+        calls = []
+        model.generator.register_forward_hook(lambda *_: calls.append(1))
+        result = model.train_step(batch, 0, 0.0)
+        assert len(calls) == generator_calls  # the forward draw, plus the cycle only while it is weighted
+        assert not any(key.startswith("discriminator/") for key in result)
+        assert all(torch.equal(value, discriminator[name]) for name, value in model.discriminator.state_dict().items())
+        assert result["generator/adversarial"] == 0 and math.isfinite(result["generator/total"])
 
 
 def _trainer(tmp_path, name, **given):

@@ -95,14 +95,27 @@ class EncoderBranch(nn.Module):
         return x, skips
 
 
-class AffluentGenerator(nn.Module):
-    """CollaGAN's multi-branch U-Net: one encoder per view slot, one decoder with every branch's skips."""
+# --target-prior select: the candidates for each output pixel are the guess, an empty pixel, and every
+# view slot as it is and mirrored; the young model's logits favour the guess by this margin.
+GUESS_LOGIT = 6.0
 
-    def __init__(self, channels: int, domains: int, capacity: int, residual: bool = False):
+
+def selection_candidates(domains: int) -> int:
+    return 2 + 2 * domains
+
+
+class AffluentGenerator(nn.Module):
+    """CollaGAN's multi-branch U-Net: one encoder per view slot, one decoder with every branch's skips.
+
+    `output`: "image" (tanh, the paper), "residual" (an unbounded correction to the trivial guess, zero
+    at first) or "select" (per-pixel logits over the `selection_candidates`, the guess's at first).
+    """
+
+    def __init__(self, channels: int, domains: int, capacity: int, output: str = "image"):
         super().__init__()
         width = 16 * capacity
         self.domains = domains
-        self.residual = residual
+        self.output = output
         self.branches = nn.ModuleList(EncoderBranch(channels + domains, width) for _ in range(domains))
         bottom = 16 * width
         self.bottleneck = nn.Sequential(*conv_block(domains * bottom, bottom), *conv_block(bottom, bottom))
@@ -114,14 +127,18 @@ class AffluentGenerator(nn.Module):
             self.ups.append(nn.ConvTranspose2d(cin, w, 2, stride=2, bias=False))
             self.stages.append(nn.Sequential(*conv_block((domains + 1) * w, w), *conv_block(w, w)))
             cin = w
-        self.to_image = nn.Conv2d(width, channels, 1, bias=False)
+        select = output == "select"
+        self.to_image = nn.Conv2d(width, selection_candidates(domains) if select else channels, 1, bias=select)
         init_glorot(self)
-        if residual:  # a correction to the trivial guess, none at first: the young model draws the guess
+        if output != "image":  # the young model draws the trivial guess: no correction, or the guess picked
             nn.init.zeros_(self.to_image.weight)
+        if select:
+            with torch.no_grad():
+                self.to_image.bias[0] = GUESS_LOGIT
 
     def forward(self, views: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """views [B, D, C, H, W] with missing slots zeroed, target [B] → image [B, C, H, W] in [-1, 1]
-        (a residual generator returns the unbounded correction to add to the guess instead)."""
+        (or the raw head: a residual generator's correction, a selecting one's candidate logits)."""
         condition = tiled_one_hot(target, self.domains, views.shape[-2:])
         bottoms, skips = [], []
         for slot, branch in enumerate(self.branches):
@@ -133,7 +150,7 @@ class AffluentGenerator(nn.Module):
             level = 3 - index
             x = stage(torch.cat([up(x), *(branch_skips[level] for branch_skips in skips)], dim=1))
         x = self.to_image(x)
-        return x if self.residual else torch.tanh(x)
+        return torch.tanh(x) if self.output == "image" else x
 
     def kernels(self):
         return [m.weight for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -158,6 +175,34 @@ class CollaDiscriminator(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(image)
         return self.patch(features), self.classes(features).mean((2, 3))
+
+
+def select_pixels(logits: torch.Tensor, guess: torch.Tensor, views: torch.Tensor, kept: torch.Tensor, hard: bool,
+                  truth: torch.Tensor | None = None):
+    """Each pixel from its candidates (guess, empty, each kept view as is, each mirrored) by logits [B, K, H, W]:
+    a softmax mix (`hard` False, for training) or the most likely candidate alone.
+
+    With `truth` also returns the selection loss: −log P(a candidate equal to the true pixel), averaged
+    over the pixels some candidate matches. Unlike L1 on the soft mix, which pulls every pixel back to
+    the majority candidate, it gives the pixels the guess gets wrong the full gradient.
+    """
+    empty = torch.full_like(guess, -1.0)  # transparent (RGBA) or black (RGB)
+    candidates = torch.cat([guess[:, None], empty[:, None], views, views.flip(-1)], dim=1)  # [B, K, C, H, W]
+    allowed = torch.cat([torch.ones_like(kept[:, :2]), kept, kept], dim=1)[:, :, None, None]
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    if hard:
+        weights = F.one_hot(logits.argmax(1), logits.shape[1]).movedim(-1, 1).to(guess.dtype)
+    else:
+        weights = logits.softmax(1)
+    image = (weights[:, :, None] * candidates).sum(1)
+    if truth is None:
+        return image
+    matches = (candidates == truth[:, None]).all(2) & allowed  # [B, K, H, W]
+    matchable = matches.any(1)
+    matches[:, 0] |= ~matchable  # a finite stand-in where nothing matches; those pixels weigh 0
+    log_p = logits.log_softmax(1).masked_fill(~matches, float("-inf")).logsumexp(1)
+    loss = -(log_p * matchable).sum() / matchable.sum().clamp_min(1)
+    return image, loss
 
 
 def temperature_at(config, progress: float) -> float:
@@ -201,7 +246,7 @@ class CollaGAN(SpriteModel):
     uses = frozenset({
         "capacity", "lambda-adversarial", "lambda-l1", "lambda-l1-backward", "lambda-ssim", "lambda-domain",
         "lambda-palette", "lambda-histogram", "lambda-regularization", "input-dropout", "cycled-source-replacer",
-        "palette-quantization", "annealing", "temperature", "perturb-palette", "target-prior",
+        "palette-quantization", "annealing", "temperature", "perturb-palette", "target-prior", "lambda-selection",
     })
     # The paper's MDIGAN settings (capacity 4: pass --capacity 1 to train on a CPU in hours, not days).
     defaults = {
@@ -222,13 +267,14 @@ class CollaGAN(SpriteModel):
             raise SpriteForgeError("--lambda-palette needs --palette-quantization (it measures palette use)")
         if config.target_prior != "none":
             check_four_views(domain_count, f"--target-prior {config.target_prior}")
-        self.generator = AffluentGenerator(channels, domain_count, config.capacity, residual=config.target_prior == "residual")
+        output = config.target_prior if config.target_prior in ("residual", "select") else "image"
+        self.generator = AffluentGenerator(channels, domain_count, config.capacity, output)
         self.discriminator = CollaDiscriminator(channels, domain_count, image_size)
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
 
     # -- generation ------------------------------------------------------------------------------
-    def generate(self, views, kept, target, palette=None, temperature: float = 0.0, hard: bool = False):
+    def generate(self, views, kept, target, palette=None, temperature: float = 0.0, hard: bool = False, truth=None):
         """G on views with every slot not `kept` zeroed, then (if given) the palette quantisation.
 
         With --target-prior baseline the target's slot, empty otherwise, holds the trivial guess of the
@@ -236,7 +282,10 @@ class CollaGAN(SpriteModel):
         through its skips. With `residual` the image is that guess plus the generator's correction
         (zero at first), so training starts from the baselines' score instead of from mid-grey; the sum
         is clamped to [-1, 1] only at inference (`hard`), as a clamp would stop the gradient of a
-        pixel pushed past the edge.
+        pixel pushed past the edge. With `select` each pixel is a softmax mix of its candidates in
+        training and the most likely candidate at inference, so a drawn pixel is always one of the
+        given views' pixels (mirrored or not), the guess's, or empty; given the `truth`, it returns
+        (image, selection loss).
         """
         inputs = views * kept[:, :, None, None, None].to(views.dtype)
         guess = None
@@ -249,9 +298,13 @@ class CollaGAN(SpriteModel):
             image = guess + image
             if hard:
                 image = image.clamp(-1, 1)
+        elif self.config.target_prior == "select":
+            image = select_pixels(image, guess, inputs, kept, hard, truth)
+            if truth is not None:
+                image, selection = image
         if palette is not None:
             image = losses.quantize(image, *palette, temperature=temperature, hard=hard)
-        return image
+        return (image, selection) if truth is not None and self.config.target_prior == "select" else image
 
     @property
     def quantizes_palette(self) -> bool:
@@ -304,38 +357,55 @@ class CollaGAN(SpriteModel):
         palette = None
         if config.palette_quantization:  # the character's own colours, target included (as the original)
             palette = losses.palettes_of(batch, torch.ones_like(kept))
-        fake = self.generate(batch, kept, target, palette, temperature)
-        cycle_views, cycle_kept, cycle_target, source = self.cycle_inputs(batch, kept, target, fake)
-        cycle_palette = (palette[0][source], palette[1][source]) if palette is not None else None
-        cycled = self.generate(cycle_views, cycle_kept, cycle_target, cycle_palette, temperature)
-        real_cycled = batch[source, cycle_target]
-        cycled_was_given = kept[source, cycle_target]
-        given_count = cycled_was_given.sum().clamp_min(1)
+        selects = config.target_prior == "select"
+        fake = self.generate(batch, kept, target, palette, temperature, truth=real_target if selects else None)
+        if selects:
+            fake, g_selection = fake
+        # Work whose every loss weight is 0 is skipped (same gradients, far fewer FLOPs): the
+        # discriminator, when neither the adversarial nor the domain term is weighted, and then the
+        # cycle too, when neither of its own terms is.
+        judged = config.lambda_adversarial > 0 or config.lambda_domain > 0
+        cycles = judged or config.lambda_l1_backward > 0 or config.lambda_ssim > 0
+        n = domains
+        zero = fake.new_zeros(())
+        g_adversarial = g_domain = g_l1_backward = g_ssim = zero
+        if cycles:
+            cycle_views, cycle_kept, cycle_target, source = self.cycle_inputs(batch, kept, target, fake)
+            cycle_palette = (palette[0][source], palette[1][source]) if palette is not None else None
+            cycled = self.generate(cycle_views, cycle_kept, cycle_target, cycle_palette, temperature)
+            real_cycled = batch[source, cycle_target]
+            cycled_was_given = kept[source, cycle_target]
+            given_count = cycled_was_given.sum().clamp_min(1)
+            cycled_l1 = (cycled - real_cycled).abs().flatten(1).mean(1)
+            g_l1_backward = (cycled_l1 * cycled_was_given).sum() / given_count
+            g_ssim = (losses.ssim_loss(cycled, real_cycled) * cycled_was_given).sum() / given_count
 
         # Generator: fool D, be classified as the asked view, match the target, close the cycle.
-        n = domains
-        with frozen(self.discriminator):
-            fake_scores, fake_logits = self.discriminator(fake)
-            cycled_scores, cycled_logits = self.discriminator(cycled)
-        g_adversarial = (((fake_scores - 1) ** 2).mean() + (n - 1) * ((cycled_scores - 1) ** 2).mean()) / n
-        g_domain = (F.cross_entropy(fake_logits, target) + (n - 1) * F.cross_entropy(cycled_logits, cycle_target)) / n
+        if judged:
+            with frozen(self.discriminator):
+                fake_scores, fake_logits = self.discriminator(fake)
+                cycled_scores, cycled_logits = self.discriminator(cycled)
+            g_adversarial = (((fake_scores - 1) ** 2).mean() + (n - 1) * ((cycled_scores - 1) ** 2).mean()) / n
+            g_domain = (F.cross_entropy(fake_logits, target) + (n - 1) * F.cross_entropy(cycled_logits, cycle_target)) / n
         g_l1 = (fake - real_target).abs().mean()
-        cycled_l1 = (cycled - real_cycled).abs().flatten(1).mean(1)
-        g_l1_backward = (cycled_l1 * cycled_was_given).sum() / given_count
-        g_ssim = (losses.ssim_loss(cycled, real_cycled) * cycled_was_given).sum() / given_count
         g_loss = (
             config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1
             + config.lambda_l1_backward * g_l1_backward + config.lambda_ssim * g_ssim + config.lambda_domain * g_domain
         )
+        if selects:
+            g_loss = g_loss + config.lambda_selection * g_selection
         result = {
             "generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item(), "generator/l1": g_l1.item(),
             "generator/l1-backward": g_l1_backward.item(), "generator/ssim-backward": g_ssim.item(),
         }
+        if selects:
+            result["generator/selection"] = g_selection.item()
         if palette is not None:
             result["generator/temperature"] = temperature
             if config.lambda_palette > 0:
-                coverage = (losses.palette_coverage_loss(fake, *palette, temperature)
-                            + losses.palette_coverage_loss(cycled, *cycle_palette, temperature))
+                coverage = losses.palette_coverage_loss(fake, *palette, temperature)
+                if cycles:
+                    coverage = coverage + losses.palette_coverage_loss(cycled, *cycle_palette, temperature)
                 g_loss = g_loss + config.lambda_palette * coverage
                 result["generator/palette"] = coverage.item()
         if config.lambda_histogram > 0:
@@ -349,6 +419,8 @@ class CollaGAN(SpriteModel):
         self.optimize("generator", g_loss)
         result["generator/total"] = g_loss.item()
 
+        if not judged:
+            return result
         # Discriminator, on the same generated images: real target and views vs fake and cycled.
         real_scores, _ = self.discriminator(real_target)
         fake_scores, _ = self.discriminator(fake.detach())
