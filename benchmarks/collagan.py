@@ -1,8 +1,9 @@
 """Speed of CollaGAN / MDIGAN: ms per training step, images/s and peak memory; translate latency.
 
 Runs on the machine it is started on (CPU, and the GPU too when one is present) and prints a
-Markdown table. One training step = 1 forward + 3 cycle generator passes per character and both
-networks' updates. Usage: python benchmarks/collagan.py [--steps 3] [--capacities 1 4] [--batch 4]
+Markdown table. One training step of the paper's setup = 1 forward + 3 cycle generator passes per
+character and both networks' updates; `select, L1 only` (--target-prior select with the adversarial,
+domain and cycle weights at 0) skips the discriminator and the cycle. Usage: python benchmarks/collagan.py [--steps 3] [--capacities 1 4] [--batch 4]
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def translate_latency(capacity: int, device: torch.device, repeats: int, **given
     return time_calls(once, repeats, device)
 
 
+SETUPS = {
+    "paper": {},
+    "paper + palette": {"palette_quantization": True},
+    "select, L1 only": {"target_prior": "select", "lambda_adversarial": 0.0, "lambda_domain": 0.0,
+                        "lambda_l1_backward": 0.0, "lambda_ssim": 0.0},
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
@@ -47,16 +56,15 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
     print()
-    print("| device | capacity | batch | palette | ms/step | images/s | peak memory (MiB) | translate ms/character |")
+    print("| device | capacity | batch | setup | ms/step | images/s | peak memory (MiB) | translate ms/character |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for device in devices():
         for capacity in args.capacities:
-            for palette in (False, True):
-                given = {"palette_quantization": palette}
+            for setup, given in SETUPS.items():
                 model = build("collagan", device, capacity=capacity, **given)
                 row = time_training(model, sprite_batch(args.batch, device), args.steps, device)
                 latency = translate_latency(capacity, device, args.repeats, **given)
-                print(f"| {device.type} | {capacity} | {args.batch} | {'on' if palette else 'off'} | {row['ms_per_step']:.0f} | "
+                print(f"| {device.type} | {capacity} | {args.batch} | {setup} | {row['ms_per_step']:.0f} | "
                       f"{row['images_per_s']:.2f} | {row['peak_mib']:.0f} | {latency:.1f} |", flush=True)
     print()
     print("images/s counts characters (target views) per second. CPU peak memory is the process's maximum")

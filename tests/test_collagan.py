@@ -243,6 +243,8 @@ def test_every_option_trains():
     assert {"generator/palette", "generator/histogram", "generator/regularization"} <= result.keys()
     with pytest.raises(SpriteForgeError, match="--lambda-palette needs --palette-quantization"):
         make(lambda_palette=1.0)
+    with pytest.raises(SpriteForgeError, match="--lambda-selection weighs the pixel selection of --target-prior select"):
+        make(lambda_selection=2.0)
     with pytest.raises(SpriteForgeError, match="not used by collagan"):
         make(lambda_gp=10.0)
 

@@ -27,6 +27,7 @@ from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot
 from spriteforge.models.guess import check_four_views, guess_views
+from spriteforge.options import BY_NAME
 from spriteforge.training.evaluation import one_view_missing
 
 # P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
@@ -267,6 +268,8 @@ class CollaGAN(SpriteModel):
             raise SpriteForgeError("--lambda-palette needs --palette-quantization (it measures palette use)")
         if config.target_prior != "none":
             check_four_views(domain_count, f"--target-prior {config.target_prior}")
+        if config.target_prior != "select" and config.lambda_selection != BY_NAME["lambda-selection"].default:
+            raise SpriteForgeError("--lambda-selection weighs the pixel selection of --target-prior select; add that or remove it")
         output = config.target_prior if config.target_prior in ("residual", "select") else "image"
         self.generator = AffluentGenerator(channels, domain_count, config.capacity, output)
         self.discriminator = CollaDiscriminator(channels, domain_count, image_size)
