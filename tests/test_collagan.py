@@ -131,6 +131,14 @@ def test_select_target_prior_draws_only_pixels_of_the_given_views():
         assert (candidates == drawn[row]).all(1).any(0).all()
 
 
+def test_select_trains_with_the_full_paper_loss():
+    torch.manual_seed(0)
+    model = make(target_prior="select", palette_quantization=True)
+    results = [model.train_step(sprites(2), step, step / 10) for step in range(2)]
+    assert all(math.isfinite(value) for value in results[-1].values())
+    assert {"generator/selection", "generator/adversarial", "discriminator/total"} <= results[-1].keys()
+
+
 def test_selection_loss_known_answers():
     from spriteforge.models.collagan import select_pixels
 
