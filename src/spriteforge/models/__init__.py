@@ -16,12 +16,13 @@ from spriteforge.models.pix2pix_pairs import Pix2PixPairs
 from spriteforge.models.remic import ReMIC
 from spriteforge.models.stargan import PairedStarGAN
 from spriteforge.models.stargan_unpaired import UnpairedStarGAN
+from spriteforge.models.turnaround import Turnaround
 from spriteforge.models.wgan_gp import WGANGP
 from spriteforge.models.yamata import Yamata
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
-    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC, Yamata, BigGAN, DeepBigGAN,
+    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC, Yamata, BigGAN, DeepBigGAN, Turnaround,
 )}
 
 

@@ -1,0 +1,221 @@
+"""Turnaround: draw every missing view of a character in one pass, each pixel picked or drawn.
+
+Why this design. A model trained on L1 alone learns to copy the given view into the missing slot
+(copying is cheap and mostly right), so a back drawn from the front keeps the face. Here the network
+says, for every pixel of every missing view, *where its colour comes from*: empty, a given view at
+the same place, a given view mirrored, or **drawn** (a colour the network paints, for what no given
+view shows: the hair on the back of a head, the profile of a face). The target of that choice is
+known exactly from the true view, so training is a per-pixel cross-entropy (plus an L1 on the drawn
+colours where they are needed) and no pixel is rewarded for being copied where the truth differs.
+At inference the most likely source wins and drawn colours snap to the given views' palette, so
+every output pixel is a colour of the character and alpha is binary: pixel art by construction.
+
+One U-Net over the stacked views (as is and mirrored) and their availability planes draws all four
+views at once, so a character costs one pass whatever is missing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models.base import SpriteModel
+from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
+from spriteforge.models.guess import check_four_views
+
+LEVELS = 4
+# Candidates per pixel of a view: 0 empty, 1 drawn, 2..2+D the views as they are, then mirrored.
+EMPTY, DRAWN, FIRST_VIEW = 0, 1, 2
+# Two colours closer than this (in [-1, 1] units, every channel) are the same colour: 1.5/255 survives
+# the float round trip of hue augmentation.
+MATCH_TOLERANCE = 3.0 / 255
+# P(1, 2, 3 views given) per training example: the harder cases a little more often.
+GIVEN_PROBABILITIES = (0.4, 0.35, 0.25)
+
+
+def candidate_count(domains: int) -> int:
+    return FIRST_VIEW + 2 * domains
+
+
+def conv_norm(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), instance_norm(cout), nn.LeakyReLU(0.2)]
+
+
+class TurnaroundNet(nn.Module):
+    """U-Net: views + mirrored views + availability planes → per view: candidate logits and a drawn RGB.
+
+    Widths w·(1, 2, 4, 8), w = 16·capacity; two conv-norm-LeakyReLU per level, 2×2 average-pool down,
+    `blocks` residual blocks at 1/8 size, nearest ×2 up + skip concatenation, a 1×1 head.
+    """
+
+    def __init__(self, channels: int, domains: int, capacity: int, blocks: int = 2):
+        super().__init__()
+        width = 16 * capacity
+        widths = [width * 2**level for level in range(LEVELS)]
+        self.domains, self.channels = domains, channels
+        cin = 2 * domains * channels + domains
+        self.down = nn.ModuleList()
+        for w in widths:
+            self.down.append(nn.Sequential(*conv_norm(cin, w), *conv_norm(w, w)))
+            cin = w
+        self.middle = nn.Sequential(*(ResidualBlock(widths[-1], slope=0.2) for _ in range(blocks)))
+        self.up = nn.ModuleList()
+        for level in reversed(range(LEVELS - 1)):
+            self.up.append(nn.Sequential(*conv_norm(cin + widths[level], widths[level]), *conv_norm(widths[level], widths[level])))
+            cin = widths[level]
+        self.outputs_per_view = candidate_count(domains) + 3
+        self.head = nn.Conv2d(cin, domains * self.outputs_per_view, 1)
+        init_glorot(self)
+
+    def forward(self, views: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """views [B, D, C, H, W] (missing ones zeroed), kept [B, D] → logits [B, D, K, H, W], drawn RGB [B, D, 3, H, W]."""
+        count, domains, _, height, width = views.shape
+        planes = kept[:, :, None, None].to(views.dtype).expand(count, domains, height, width)
+        x = torch.cat([views.flatten(1, 2), views.flip(-1).flatten(1, 2), planes], dim=1)
+        skips = []
+        for level, stage in enumerate(self.down):
+            if level:
+                x = F.avg_pool2d(x, 2)
+            x = stage(x)
+            skips.append(x)
+        x = self.middle(x)
+        for stage, skip in zip(self.up, reversed(skips[:-1])):
+            x = stage(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
+        out = self.head(x).view(count, domains, self.outputs_per_view, height, width)
+        return out[:, :, :-3], torch.tanh(out[:, :, -3:])
+
+
+def candidates(views: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    """[B, D, K, C, H, W]: for each view slot its candidates (empty, drawn, every view, every view mirrored)."""
+    count, domains, channels = views.shape[:3]
+    if channels == 4:
+        drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
+    empty = torch.full_like(views[:, :1], -1.0).expand(count, domains, *views.shape[2:])
+    both = torch.cat([views, views.flip(-1)], dim=1)
+    shared = both[:, None].expand(count, domains, *both.shape[1:])
+    return torch.cat([empty[:, :, None], drawn[:, :, None], shared], dim=2)
+
+
+def allowed_candidates(kept: torch.Tensor) -> torch.Tensor:
+    """[B, D, K] bool: empty and drawn always, a view (as is or mirrored) only when given."""
+    count, domains = kept.shape
+    always = torch.ones(count, domains, FIRST_VIEW, dtype=torch.bool, device=kept.device)
+    given = torch.cat([kept, kept], dim=1)[:, None].expand(count, domains, 2 * domains)
+    return torch.cat([always, given], dim=2)
+
+
+def source_targets(options: torch.Tensor, truth: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """[B, D, K, H, W] bool: the candidates equal to the true pixel; where none is, `drawn` (an opaque
+    pixel no given view shows). Transparent true pixels always match `empty`."""
+    same = ((options[:, :, FIRST_VIEW:] - truth[:, :, None]).abs() <= MATCH_TOLERANCE).all(3)
+    same &= allowed[:, :, FIRST_VIEW:, None, None]
+    transparent = truth[:, :, -1] <= -1 + MATCH_TOLERANCE if truth.shape[2] == 4 else torch.zeros_like(same[:, :, 0])
+    empty = transparent | ((truth + 1).abs() <= MATCH_TOLERANCE).all(2)
+    drawn = ~(same.any(2) | empty)
+    return torch.cat([empty[:, :, None], drawn[:, :, None], same], dim=2)
+
+
+def sample_given(count: int, domains: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, D] bool: per example 1, 2 or 3 given views (GIVEN_PROBABILITIES), a uniformly random subset."""
+    probabilities = torch.tensor(GIVEN_PROBABILITIES[: domains - 1], dtype=torch.float64)
+    given = torch.multinomial(probabilities / probabilities.sum(), count, replacement=True, generator=generator) + 1
+    rank = torch.rand(count, domains, generator=generator).argsort(1).argsort(1)
+    return rank < given[:, None]
+
+
+def mirror_characters(batch: torch.Tensor) -> torch.Tensor:
+    """The same characters seen in a mirror: every view flipped, left and right swapped."""
+    flipped = batch.flip(-1)
+    return flipped[:, [0, 3, 2, 1]]
+
+
+class Turnaround(SpriteModel):
+    """Every missing view in one pass; each pixel empty, copied from a given view (as is or mirrored), or drawn."""
+
+    name = "turnaround"
+    evaluation_given_views = 1
+    uses = frozenset({"capacity", "lambda-l1", "generator-blocks"})
+    defaults = {"capacity": 2, "lambda-l1": 1.0, "generator-blocks": 2, "lr": 1e-3, "beta1": 0.9, "beta2": 0.99,
+                "batch": 16, "lr-decay": "constant-then-linear"}
+
+    def __init__(self, config, domain_count, channels, image_size):
+        super().__init__(config, domain_count, channels, image_size)
+        check_four_views(domain_count, "turnaround")
+        if image_size % 2 ** (LEVELS - 1):
+            raise SpriteForgeError(f"turnaround needs --image-size divisible by {2 ** (LEVELS - 1)}")
+        if config.capacity < 1:
+            raise SpriteForgeError(f"--capacity must be at least 1, got {config.capacity}")
+        self.generator = TurnaroundNet(channels, domain_count, config.capacity, config.generator_blocks)
+        self.make_optimizer("generator", self.generator, config.lr)
+        self.snap_drawn = True
+
+    # -- inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def impute_all(self, views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        """[B, D, C, H, W]: every view, the given ones as given and the missing ones drawn."""
+        views = views * kept[:, :, None, None, None].to(views.dtype)
+        logits, drawn = self.generator(views, kept)
+        if self.snap_drawn:
+            drawn = snap_to_given_colours(drawn, views, kept)
+        options = candidates(views, drawn)
+        allowed = allowed_candidates(kept)
+        choice = logits.masked_fill(~allowed[:, :, :, None, None], float("-inf")).argmax(2)  # [B, D, H, W]
+        picked = options.gather(2, choice[:, :, None, None].expand(-1, -1, 1, options.shape[3], -1, -1)).squeeze(2)
+        return torch.where(kept[:, :, None, None, None], views, picked)
+
+    @torch.no_grad()
+    def impute(self, views, available, target):
+        rows = torch.arange(len(views), device=views.device)
+        return self.impute_all(views, available)[rows, target]
+
+    # -- training ---------------------------------------------------------------------------------
+    def train_step(self, batch, step, progress):
+        count, domains = batch.shape[:2]
+        flip = torch.rand(count, device=batch.device) < 0.5
+        batch = torch.where(flip[:, None, None, None, None], mirror_characters(batch), batch)
+        kept = sample_given(count, domains).to(batch.device)
+        inputs = batch * kept[:, :, None, None, None].to(batch.dtype)
+        logits, drawn = self.generator(inputs, kept)
+        allowed = allowed_candidates(kept)
+        options = candidates(inputs, drawn.detach())
+        targets = source_targets(options, batch, allowed)
+        logits = logits.masked_fill(~allowed[:, :, :, None, None], float("-inf"))
+        log_p = logits.log_softmax(2)
+        chosen = log_p.masked_fill(~targets, float("-inf")).logsumexp(2)  # [B, D, H, W]
+        missing = (~kept)[:, :, None, None].expand_as(chosen)
+        selection = -(chosen[missing]).mean()
+        needs_drawing = targets[:, :, DRAWN] & missing
+        colour_error = (drawn - batch[:, :, :3]).abs().sum(2)
+        drawing = (colour_error * needs_drawing).sum() / needs_drawing.sum().clamp_min(1) / 3
+        loss = selection + self.config.lambda_l1 * drawing
+        self.optimize("generator", loss)
+        with torch.no_grad():
+            accuracy = (targets.gather(2, log_p.argmax(2, keepdim=True)).squeeze(2))[missing].float().mean()
+        return {"generator/selection": selection.item(), "generator/drawn-l1": drawing.item(),
+                "generator/drawn-share": needs_drawing.sum().item() / max(1, missing.sum().item()),
+                "generator/pixel-accuracy": accuracy.item(), "generator/total": loss.item()}
+
+    def test_images(self, character, device):
+        from spriteforge.models.collagan import missing_views_grid
+
+        return {f"_missing-{missing}": missing_views_grid(self, character, device, missing)
+                for missing in range(1, character.shape[0])}
+
+
+def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Each drawn RGB [B, D, 3, H, W] moved to the nearest opaque colour of its character's given views."""
+    result = drawn.clone()
+    for row in range(len(views)):
+        given = views[row, kept[row]]  # [G, C, H, W]
+        pixels = given.movedim(1, -1).reshape(-1, given.shape[1])
+        if given.shape[1] == 4:
+            pixels = pixels[pixels[:, 3] > 0]
+        palette = torch.unique(pixels[:, :3], dim=0)
+        if len(palette) == 0:
+            continue
+        flat = drawn[row].movedim(1, -1).reshape(-1, 3)
+        nearest = torch.cdist(flat, palette).argmin(1)
+        result[row] = palette[nearest].reshape(drawn.shape[1], drawn.shape[3], drawn.shape[4], 3).movedim(-1, 1)
+    return result
