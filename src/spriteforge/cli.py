@@ -179,12 +179,18 @@ def _train_pairs(config, given: dict) -> None:
 
 # -- translate ------------------------------------------------------------------------------------
 @cli.command()
-@click.argument("model_path", metavar="MODEL")
+@click.argument("model_path", metavar="[MODEL]", required=False)
+@click.option("--model", "model_option", default=None, metavar="MODEL",
+              help="run folder, checkpoint or bundled name (default: 'default', the model shipped with SpriteForge)")
 @click.option("--back", type=click.Path(dir_okay=False), help="the character seen from the back")
 @click.option("--left", type=click.Path(dir_okay=False), help="the character facing left")
 @click.option("--front", type=click.Path(dir_okay=False), help="the character seen from the front")
 @click.option("--right", type=click.Path(dir_okay=False), help="the character facing right")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="sprite sheet PNG to write (views left to right)")
+@click.option("--input", "batch_input", type=click.Path(), default=None,
+              help="batch mode: a sprite sheet (one character per row, views left to right, empty cells drawn) or a folder "
+                   "with one sub-folder per view (front/, 2-front/ …; same file name = same character)")
+@click.option("--out", "out", required=True, type=click.Path(),
+              help="sprite sheet PNG to write (views left to right); with --input FOLDER a folder for one sheet per character")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
 @click.option("--separate", is_flag=True, help="also write one PNG per view beside --out")
 @click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
@@ -198,15 +204,77 @@ def _train_pairs(config, given: dict) -> None:
 @click.option("--style", "style_source", type=click.Choice(["encoded", "sampled"]), default=None,
               help="munit, remic: the first row's style: encoded (default; munit: the target view's style encoder on the source view, remic: on the empty target slot) or sampled")
 @click.option("--seed", default=None, type=int, help="seed of the sampled styles (default 0; the same seed draws the same sheet)")
-def translate(model_path, back, left, front, right, out, scale, separate, soft_alpha, palette_from, indexed, device, styles, style_source, seed):
-    """Draw the missing views of a character from the views given (MODEL: run folder or checkpoint)."""
-    from spriteforge.translation import translate_files
+def translate(model_path, model_option, back, left, front, right, batch_input, out, scale, separate, soft_alpha, palette_from, indexed,
+              device, styles, style_source, seed):
+    """Draw the missing views of a character from the views given (MODEL: run folder, checkpoint, or 'default')."""
+    from spriteforge.inference import DEFAULT_MODEL
+    from spriteforge.translation import translate_batch, translate_files
 
+    if model_path and model_option:
+        raise SpriteForgeError(f"two models given ({model_path} and --model {model_option}); keep one")
+    model = model_option or model_path or DEFAULT_MODEL
     given = {name: path for name, path in zip(VIEWS, (back, left, front, right)) if path}
-    written = translate_files(model_path, given, Path(out), scale=scale, separate=separate, binary_alpha=not soft_alpha, device=device,
+    out = Path(out)
+    if batch_input is not None:
+        if given:
+            raise SpriteForgeError("--input reads every character from the sheet or folder; leave out --back/--left/--front/--right")
+        refused = [flag for flag, value in (("--separate", separate), ("--indexed", indexed), ("--styles", styles > 1),
+                                            ("--style", style_source), ("--seed", seed is not None)) if value]
+        if refused:
+            raise SpriteForgeError(f"{refused[0]} works on one character; drop it with --input (batch mode)")
+        written = translate_batch(model, batch_input, out, scale=scale, binary_alpha=not soft_alpha, device=device, palette_from=palette_from)
+        click.echo(f"{written[0]}" if len(written) == 1 else f"{len(written)} sheets in {out}")
+        return
+    if out.suffix.lower() != ".png":
+        raise SpriteForgeError(f"--out {out}: the sheet is written as PNG; name it {out.with_suffix('.png').name}")
+    written = translate_files(model, given, out, scale=scale, separate=separate, binary_alpha=not soft_alpha, device=device,
                               palette_from=palette_from, indexed=indexed, styles=styles, style_source=style_source, seed=seed)
     for path in written:
         click.echo(str(path))
+
+
+# -- models ---------------------------------------------------------------------------------------
+@cli.group(invoke_without_command=True)
+@click.option("--root", default="output", show_default=True, type=click.Path(file_okay=False), help="where to look for your trained runs")
+@click.pass_context
+def models(ctx, root):
+    """The models shipped with SpriteForge and the runs you trained (`models show NAME` prints a model card)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from spriteforge.model_cards import bundled_models, user_models
+
+    click.echo("bundled (use the name wherever a model is expected):")
+    for row in bundled_models():
+        if not row["available"]:
+            click.echo(f"  {row['name']:<10} missing from this installation ({row['file']}); reinstall spriteforge")
+            continue
+        click.echo(f"  {row['name']:<10} {row['model']}, {row['parameters'] / 1e6:.1f}M parameters, {row['megabytes']} MB: {row['summary']}")
+    runs = user_models(Path(root))
+    click.echo(f"your runs under {root}/:" if runs else f"no trained runs under {root}/ (spriteforge train … writes them there)")
+    for row in runs:
+        extra = f", test L1 {row['test_l1']:.4f}" if isinstance(row.get("test_l1"), float) else ""
+        click.echo(f"  {row['name']}  ({row['model']}, step {row.get('step', '?')}{extra})")
+
+
+@models.command("show")
+@click.argument("name")
+def models_show(name):
+    """Print the model card of a bundled model (e.g. default) or a run folder's configuration and summary."""
+    from spriteforge.model_cards import show_card
+
+    click.echo(show_card(name))
+
+
+@models.command("pack")
+@click.argument("location", metavar="RUN")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--fp32", is_flag=True, help="keep 32-bit weights (default: 16-bit, half the size)")
+def models_pack(location, out, fp32):
+    """Write RUN's inference weights (no optimiser state, no machine paths) to OUT.safetensors to share or ship."""
+    from spriteforge.model_cards import pack
+
+    path = pack(location, Path(out), half=not fp32)
+    click.echo(f"{path} ({path.stat().st_size / 2**20:.1f} MB)")
 
 
 # -- sample ---------------------------------------------------------------------------------------

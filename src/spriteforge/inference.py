@@ -13,9 +13,28 @@ from spriteforge.training import checkpoint as ckpt
 
 CANDIDATES = ("checkpoints/best.safetensors", "models/generator.safetensors", "checkpoints/latest.safetensors")
 
+# Models shipped inside the package: the name a user types → the weights file beside its model card.
+BUNDLED_FOLDER = Path(__file__).parent / "weights"
+BUNDLED = {"default": "turnaround-default.safetensors"}
+DEFAULT_MODEL = "default"
+
+
+def bundled_path(name: str) -> Path | None:
+    """The weights of bundled model `name`, or None when `name` names no bundled model."""
+    if name not in BUNDLED:
+        return None
+    path = BUNDLED_FOLDER / BUNDLED[name]
+    if not path.is_file():
+        raise SpriteForgeError(f"{path}: the bundled model '{name}' is missing from this installation; reinstall spriteforge "
+                               "(pip install -e .) or pass a run folder with --model")
+    return path
+
 
 def find_checkpoint(location: str | Path) -> Path:
-    """A run folder resolves to its best, exported or latest checkpoint, in that order."""
+    """A bundled name resolves to its weights; a run folder to its best, exported or latest checkpoint, in that order."""
+    bundled = bundled_path(str(location))
+    if bundled is not None:
+        return bundled
     location = Path(location).expanduser()
     if location.is_dir():
         for candidate in CANDIDATES:
@@ -40,7 +59,7 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu",
     A folder holding several pix2pix run folders (one per view pair) loads as one imputer of them all.
     Picture → pixel-art models load only for `stylize=True`, and only they load for it (one clear line).
     """
-    pairs = None if stylize else load_pair_models(location, device)
+    pairs = None if stylize or str(location) in BUNDLED else load_pair_models(location, device)
     if pairs is not None:
         return pairs
     path = find_checkpoint(location)

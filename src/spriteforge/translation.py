@@ -128,6 +128,16 @@ def style_rows(style_size: int, count: int, source: str, seed: int) -> list[torc
     return rows
 
 
+def load_imputer(model_path, device: str, palette_from: str | Path | None):
+    """(forced palette or None, torch device, model, config) for drawing missing views; refuses samplers."""
+    palette = read_forced_palette(palette_from) if palette_from is not None else None
+    device = torch_device(device)
+    model, config = load_for_inference(model_path, device)
+    if not model.imputes:
+        raise SpriteForgeError(f"{config.model} draws new characters and cannot draw missing views; use `spriteforge sample`")
+    return palette, device, model, config
+
+
 def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: int = 1, separate: bool = False,
                     binary_alpha: bool = True, device: str = "cpu", palette_from: str | Path | None = None,
                     indexed: bool = False, styles: int = 1, style_source: str | None = None, seed: int | None = None) -> list[Path]:
@@ -141,11 +151,7 @@ def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: i
         raise SpriteForgeError("give at least one view: --front, --back, --left or --right")
     if not binary_alpha and (indexed or palette_from is not None):
         raise SpriteForgeError(f"--soft-alpha cannot be combined with {'--indexed' if indexed else '--palette-from'}, which needs binary alpha")
-    palette = read_forced_palette(palette_from) if palette_from is not None else None
-    device = torch_device(device)
-    model, config = load_for_inference(model_path, device)
-    if not model.imputes:
-        raise SpriteForgeError(f"{config.model} draws new characters and cannot draw missing views; use `spriteforge sample`")
+    palette, device, model, config = load_imputer(model_path, device, palette_from)
     unknown = [name for name in given_paths if name not in config.domains]
     if unknown:
         raise SpriteForgeError(f"this model's views are {', '.join(config.domains)}; it has no '{unknown[0]}' view")
@@ -177,3 +183,105 @@ def translate_files(model_path, given_paths: dict[str, str], out: Path, scale: i
             for name, image in zip(config.domains, views):
                 written.append(save(image, out.with_name(f"{prefix}-{name}{out.suffix or '.png'}")))
     return written
+
+
+# -- batch mode: many characters, one model load ------------------------------------------------------
+@torch.no_grad()
+def draw_characters(model, config, views: np.ndarray, available: np.ndarray, device="cpu", batch: int = 32,
+                    binary_alpha: bool = True, palette: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [N, D, H, W, 4] characters with the views `available` ([N, D] bool) given → every view drawn.
+
+    A model that draws all views in one pass (`impute_all`, the turnaround model) runs once per
+    character; any other imputer runs once per missing view, batched across characters.
+    """
+    from spriteforge.training.engine import to_model_input
+
+    result = views.copy()
+    for start in range(0, len(views), batch):
+        chunk = to_model_input(torch.from_numpy(views[start : start + batch]), config.output_channels).to(device)
+        kept = torch.from_numpy(available[start : start + batch]).to(device)
+        if hasattr(model, "impute_all"):
+            drawn = imageio.to_uint8(model.impute_all(chunk, kept).flatten(0, 1)).reshape(chunk.shape[0], chunk.shape[1], *views.shape[2:])
+        else:
+            drawn = result[start : start + batch].copy()
+            for index in range(kept.shape[1]):
+                rows = (~kept[:, index]).nonzero().flatten()
+                if len(rows):
+                    target = torch.full((len(rows),), index, device=device)
+                    drawn[rows.cpu().numpy(), index] = imageio.to_uint8(model.impute(chunk[rows], kept[rows], target))
+        for row in range(len(drawn)):
+            for index in range(views.shape[1]):
+                if available[start + row, index]:
+                    continue
+                image = binarise_alpha(drawn[row, index]) if binary_alpha else drawn[row, index]
+                result[start + row, index] = snap_to_palette(image, palette) if palette is not None else image
+    return result
+
+
+def view_folder(folder: Path, domains: list[str]) -> dict[int, Path]:
+    """The view sub-folders of a batch folder: `<view>`, `<k>-<view>` or `<k>` for view k."""
+    found = {}
+    for index, name in enumerate(domains):
+        for candidate in (name, f"{index}-{name}", str(index)):
+            if (folder / candidate).is_dir():
+                found[index] = folder / candidate
+                break
+    return found
+
+
+def read_batch_input(source: Path, domains: list[str], size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, uint8 [N, D, size, size, 4], available [N, D]) from a sprite sheet or a folder of view folders.
+
+    A sheet has one character per row and the views left to right; a fully transparent cell is a view
+    to draw. A folder has one sub-folder per given view (e.g. `front/`, `2-front/` or `2/`), the same
+    file name being the same character.
+    """
+    if source.is_dir():
+        folders = view_folder(source, domains)
+        if not folders:
+            raise SpriteForgeError(f"{source}: no view folders; put each view in a sub-folder named {', '.join(domains)} "
+                                   "(or 0-back, 1-left …), the same file name for the same character")
+        names = sorted({path.name for folder in folders.values() for path in folder.glob("*.png")})
+        if not names:
+            raise SpriteForgeError(f"{source}: the view folders hold no PNG files")
+        views = np.zeros((len(names), len(domains), size, size, 4), np.uint8)
+        for row, name in enumerate(names):
+            for index, folder in folders.items():
+                if (folder / name).is_file():
+                    views[row, index] = imageio.load_rgba(folder / name, size)
+        labels = [Path(name).stem for name in names]
+    else:
+        sheet = imageio.load_rgba(source)
+        height, width = sheet.shape[:2]
+        if width != len(domains) * size or height % size:
+            raise SpriteForgeError(f"{source}: a sheet of {len(domains)} views of {size}x{size} is {len(domains) * size} pixels wide "
+                                   f"and a multiple of {size} high (one character per row); this one is {width}x{height}")
+        rows = height // size
+        views = sheet.reshape(rows, size, len(domains), size, 4).transpose(0, 2, 1, 3, 4).copy()
+        labels = [f"{source.stem}-{row}" for row in range(rows)]
+    available = views[..., 3].reshape(len(views), len(domains), -1).max(-1) > 0
+    empty = np.flatnonzero(~available.any(1))
+    if len(empty):
+        raise SpriteForgeError(f"{source}: character '{labels[empty[0]]}' has no view at all; give at least one view of every character")
+    return labels, views, available
+
+
+def translate_batch(model_path, source: str | Path, out: Path, scale: int = 1, binary_alpha: bool = True, device: str = "cpu",
+                    palette_from: str | Path | None = None, batch: int = 32) -> list[Path]:
+    """Batch mode of `translate`: a sheet in → the completed sheet (`out`, PNG); a folder in → one sheet per
+    character in folder `out` (<name>.png). The model is loaded once."""
+    source = Path(source)
+    if not source.exists():
+        raise SpriteForgeError(f"{source}: no such sprite sheet or folder")
+    if not source.is_dir() and out.suffix.lower() != ".png":
+        raise SpriteForgeError(f"--out {out}: the completed sheet is a PNG; name it {out.with_suffix('.png').name}")
+    if source.is_dir() and out.suffix:
+        raise SpriteForgeError(f"--out {out}: a folder of characters writes one sheet per character into a folder; give a folder name without an extension")
+    palette, device, model, config = load_imputer(model_path, device, palette_from)
+    domains = list(config.domains)
+    names, views, available = read_batch_input(source, domains, config.image_size)
+    drawn = draw_characters(model, config, views, available, device, batch, binary_alpha, palette)
+    if not source.is_dir():
+        return [imageio.save_png(imageio.grid([list(character) for character in drawn], padding=0), out, scale)]
+    return [imageio.save_png(imageio.grid([list(character)], padding=0), out / f"{name}.png", scale)
+            for name, character in zip(names, drawn)]

@@ -369,7 +369,7 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
 
     imputers: dict = {}
     if not model.startswith("baseline:"):
-        from spriteforge.inference import load_for_inference
+        from spriteforge.inference import BUNDLED, load_for_inference
 
         network, config = load_for_inference(model, device)
         if not network.imputes:
@@ -390,7 +390,7 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
         sources = sources or ["synthetic"]
         data_dir = data_dir or config.data_dir or None
         validation_fraction, data_seed = config.validation_fraction, config.seed
-        default_out = _run_folder(Path(model)) / "evaluation"
+        default_out = Path("evaluation") / model if model in BUNDLED else _run_folder(Path(model)) / "evaluation"
     if baselines and not model.startswith("baseline:"):
         if tuple(domains) != VIEWS:
             raise SpriteForgeError(f"the baselines need the domains {', '.join(VIEWS)}; pass --no-baselines for a model with domains {', '.join(domains)}")

@@ -1,0 +1,99 @@
+"""`spriteforge models`: the bundled models with their cards, the user's trained runs, and packing a run
+into a small shareable weights file (what the bundled default is)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from spriteforge.errors import SpriteForgeError
+from spriteforge.imageio import atomic_write
+from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, CANDIDATES, find_checkpoint
+from spriteforge.training import checkpoint as ckpt
+
+# Options that describe the machine a run was trained on, not the model: left out of packed weights.
+MACHINE_OPTIONS = ("data_dir", "log_folder", "gpu", "vram", "profile", "verbose")
+
+
+def card_path(name: str) -> Path:
+    return BUNDLED_FOLDER / Path(BUNDLED[name]).with_suffix(".md").name
+
+
+def bundled_models() -> list[dict]:
+    """One row per bundled model: name, model type, parameters, file size, the card's first line."""
+    rows = []
+    for name in BUNDLED:
+        path = BUNDLED_FOLDER / BUNDLED[name]
+        row = {"name": name, "file": str(path), "available": path.is_file()}
+        if path.is_file():
+            tensors, meta = ckpt.read_checkpoint(path)
+            row.update({"model": meta["model"], "parameters": sum(t.numel() for t in tensors.values()),
+                        "megabytes": round(path.stat().st_size / 2**20, 1), "step": meta["step"]})
+        card = card_path(name)
+        row["summary"] = card.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if card.is_file() else ""
+        rows.append(row)
+    return rows
+
+
+def user_models(root: Path) -> list[dict]:
+    """Run folders below `root` that hold a usable checkpoint, with what their summary.json says."""
+    rows = []
+    if not root.is_dir():
+        return rows
+    runs = sorted({path.parents[1] for candidate in CANDIDATES for path in root.glob(f"**/{candidate}")})
+    for run in runs:
+        row = {"name": str(run)}
+        try:
+            _, meta = ckpt.read_checkpoint(find_checkpoint(run))
+            row["model"] = meta["model"]
+            row["step"] = meta["step"]
+        except SpriteForgeError as error:
+            row["model"] = f"unreadable ({error})"
+        summary = run / "summary.json"
+        if summary.is_file():
+            try:
+                data = json.loads(summary.read_text(encoding="utf-8"))
+                row["test_l1"] = data.get("test_l1")
+            except (ValueError, OSError):
+                pass
+        rows.append(row)
+    return rows
+
+
+def show_card(name: str) -> str:
+    """The model card of bundled model `name`, or of a run folder (its configuration and summary)."""
+    if name in BUNDLED:
+        card = card_path(name)
+        if not card.is_file():
+            raise SpriteForgeError(f"{card}: the model card of '{name}' is missing from this installation; reinstall spriteforge")
+        return card.read_text(encoding="utf-8")
+    run = Path(name).expanduser()
+    if not run.is_dir():
+        raise SpriteForgeError(f"{name}: neither a bundled model ({', '.join(BUNDLED)}) nor a run folder")
+    parts = [f"# {run}"]
+    for file in ("command-line.txt", "summary.json", "configuration.toml"):
+        if (run / file).is_file():
+            parts += [f"\n## {file}\n", (run / file).read_text(encoding="utf-8")]
+    return "\n".join(parts)
+
+
+def pack(location: str | Path, out: Path, half: bool = True) -> Path:
+    """Write the inference networks of a run or checkpoint to `out` (fp16 unless `half` is False),
+    without optimiser state or machine-specific options: a file to ship or share."""
+    source = find_checkpoint(location)
+    tensors, meta = ckpt.read_checkpoint(source)
+    from spriteforge.models import model_class
+
+    networks = model_class(meta["model"]).inference_networks
+    kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
+            for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
+    config = {key: value for key, value in meta["config"].items() if key not in MACHINE_OPTIONS}
+    metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
+                "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps({**meta["extra"]})}
+    if out.suffix != ".safetensors":
+        raise SpriteForgeError(f"{out}: packed weights are a .safetensors file; name it {out.with_suffix('.safetensors').name}")
+    with atomic_write(out) as temporary:
+        save_file(kept, str(temporary), metadata=metadata)
+    return out

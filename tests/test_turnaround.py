@@ -1,0 +1,151 @@
+"""The turnaround model: pixel sources on known answers, pixel-exact drawing, learning on a fixed batch,
+resume bit-identity, and batch translation through the CLI."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spriteforge import imageio
+from spriteforge.errors import SpriteForgeError
+from spriteforge.models import model_class
+from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, allowed_candidates, candidates, mirror_characters,
+                                           sample_given, source_targets)
+from spriteforge.options import resolve
+from spriteforge.training.engine import Trainer
+
+from test_cli import assert_clean_error, main_ok, run_cli
+from test_stargan import _state, tiny_data
+
+TURNAROUND = model_class("turnaround")
+
+
+def make(size=32, **given):
+    config = resolve("turnaround", TURNAROUND.uses, TURNAROUND.defaults, {"steps": 100, "capacity": 1, **given})
+    return TURNAROUND(config, 4, 4, size)
+
+
+def sprites(count=2, size=32):
+    return torch.from_numpy(tiny_data(size=size).train.images[:count]).float().movedim(-1, -3) / 127.5 - 1
+
+
+def test_pixel_sources_known_answers():
+    """A transparent true pixel is `empty`; a pixel a given view shows (as is or mirrored) is that view; else `drawn`."""
+    views = torch.full((1, 4, 4, 1, 3), -1.0)
+    red, blue, green = torch.tensor([1.0, -1, -1, 1]), torch.tensor([-1.0, -1, 1, 1]), torch.tensor([-1.0, 1, -1, 1])
+    views[0, 2, :, 0, 0] = red  # the front: red at column 0
+    views[0, 1, :, 0, 2] = red  # the left: red at column 2 (the front mirrored), green at column 1 (new)
+    views[0, 1, :, 0, 1] = green
+    views[0, 0, :, 0, 1] = blue  # the back shows blue at column 1
+    kept = torch.tensor([[True, False, True, False]])
+    options = candidates(views * kept[:, :, None, None, None], torch.zeros(1, 4, 3, 1, 3))
+    targets = source_targets(options, views, allowed_candidates(kept))[0, 1, :, 0]  # the left view's sources [K, W]
+    front, front_mirrored = FIRST_VIEW + 2, FIRST_VIEW + 4 + 2
+    assert targets[front_mirrored, 2] and not targets[front, 2] and not targets[DRAWN, 2]  # the front, mirrored
+    assert targets[DRAWN, 1] and targets[:, 1].sum() == 1  # green is in no given view: drawn
+    assert targets[EMPTY, 0] and not targets[DRAWN, 0]  # transparent
+    assert not targets[FIRST_VIEW + 1].any() and not targets[FIRST_VIEW + 3].any()  # views not given never count
+
+
+def test_sampled_given_views_and_mirror():
+    given = sample_given(2000, 4, torch.Generator().manual_seed(0))
+    counts = np.bincount(given.sum(1).numpy(), minlength=4)
+    assert counts[0] == 0 and counts[1:].sum() == 2000 and abs(counts[1] / 2000 - 0.4) < 0.04
+    batch = sprites(2)
+    mirrored = mirror_characters(batch)
+    assert torch.equal(mirrored[:, 1], batch[:, 3].flip(-1)) and torch.equal(mirror_characters(mirrored), batch)
+
+
+def test_draws_only_the_given_colours_and_keeps_given_views():
+    torch.manual_seed(0)
+    model = make().eval()
+    views = sprites(2)
+    kept = torch.tensor([[False, False, True, False], [True, True, False, False]])
+    out = imageio.to_uint8(model.impute_all(views, kept).flatten(0, 1)).reshape(2, 4, 32, 32, 4)
+    given = imageio.to_uint8(views.flatten(0, 1)).reshape(2, 4, 32, 32, 4)
+    for row in range(2):
+        allowed = {tuple(c) for d in np.flatnonzero(kept[row]) for c in given[row, d].reshape(-1, 4) if c[3] == 255}
+        for view in range(4):
+            if kept[row, view]:
+                assert np.array_equal(out[row, view], given[row, view])
+                continue
+            pixels = out[row, view].reshape(-1, 4)
+            assert set(np.unique(pixels[:, 3])) <= {0, 255}
+            assert {tuple(c) for c in pixels if c[3] == 255} <= allowed
+            assert not pixels[pixels[:, 3] == 0].any()  # transparent pixels are (0, 0, 0, 0)
+    single = model.impute(views, kept, torch.tensor([0, 3]))
+    assert torch.equal(single, model.impute_all(views, kept)[torch.arange(2), torch.tensor([0, 3])])
+
+
+def test_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = make(lr=3e-3)
+    batch = sprites(4)
+    totals = []
+    for step in range(12):
+        torch.manual_seed(step % 2)  # the same two draws of given views, alternately
+        totals.append(model.train_step(batch, step, step / 12)["generator/total"])
+    assert all(math.isfinite(value) for value in totals)
+    assert np.mean(totals[-2:]) < 0.7 * np.mean(totals[:2])
+
+
+def test_refuses_what_it_cannot_draw():
+    config = resolve("turnaround", TURNAROUND.uses, TURNAROUND.defaults, {"steps": 1})
+    with pytest.raises(SpriteForgeError, match="needs the four views"):
+        TURNAROUND(config, 3, 4, 32)
+    with pytest.raises(SpriteForgeError, match="divisible by 8"):
+        TURNAROUND(config, 4, 4, 36)
+    with pytest.raises(SpriteForgeError, match="not used by turnaround"):
+        make(lambda_gp=10.0)
+
+
+def _trainer(tmp_path, name):
+    config = resolve("turnaround", TURNAROUND.uses, TURNAROUND.defaults,
+                     {"steps": 2, "evaluate_steps": 1, "batch": 2, "image_size": 32, "log_folder": str(tmp_path),
+                      "run_string": name, "callback_evaluate_l1": True, "capacity": 1, "save_model": True})
+    return Trainer(config, data=tiny_data())
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = _trainer(tmp_path, "straight")
+    straight.run()
+    interrupted = _trainer(tmp_path, "interrupted")
+    interrupted.run(stop_at=1)
+    resumed = Trainer(interrupted.config, resume=interrupted.run_dir, data=tiny_data())
+    resumed.run()
+    a, b = _state(straight), _state(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_batch_translation_of_a_sheet_and_a_folder(tmp_path):
+    run = _trainer(tmp_path, "batch")
+    run.run()
+    characters = tiny_data(size=32).train.images[:3]  # uint8 [3, 4, 32, 32, 4]
+    sheet = characters.copy()
+    sheet[0, [0, 1, 3]] = 0  # character 0: the front only; character 1: front and left; character 2: the back only
+    sheet[1, [0, 3]] = 0
+    sheet[2, 1:] = 0
+    imageio.save_png(imageio.grid([list(c) for c in sheet], padding=0), tmp_path / "in.png")
+    assert main_ok(["translate", str(run.run_dir), "--input", str(tmp_path / "in.png"), "--out", str(tmp_path / "done.png")])
+    done = np.array(Image.open(tmp_path / "done.png"))
+    assert done.shape == (96, 128, 4)
+    cells = done.reshape(3, 32, 4, 32, 4).transpose(0, 2, 1, 3, 4)
+    assert np.array_equal(cells[0, 2], characters[0, 2]) and np.array_equal(cells[2, 0], characters[2, 0])  # given views kept
+    assert cells[0, 0, ..., 3].any()  # drawn where the sheet was empty
+
+    folder = tmp_path / "chars"
+    for name, character in (("hero", characters[0]), ("mage", characters[1])):
+        imageio.save_png(character[2], folder / "front" / f"{name}.png")
+    imageio.save_png(characters[1][1], folder / "left" / "mage.png")
+    assert main_ok(["translate", "--model", str(run.run_dir), "--input", str(folder), "--out", str(tmp_path / "sheets")])
+    for name in ("hero", "mage"):
+        assert np.array(Image.open(tmp_path / "sheets" / f"{name}.png")).shape == (32, 128, 4)
+
+    assert_clean_error(run_cli("translate", run.run_dir, "--input", tmp_path / "in.png", "--out", tmp_path / "done.jpg"), "is a PNG")
+    assert_clean_error(run_cli("translate", run.run_dir, "--front", tmp_path / "in.png", "--out", tmp_path / "x.gif"), "written as PNG")
+    assert_clean_error(run_cli("translate", run.run_dir, "--input", tmp_path / "in.png", "--out", tmp_path / "x.png", "--separate"),
+                       "--separate works on one character")
+    imageio.save_png(np.zeros((40, 128, 4), np.uint8), tmp_path / "odd.png")
+    assert_clean_error(run_cli("translate", run.run_dir, "--input", tmp_path / "odd.png", "--out", tmp_path / "x.png"), "multiple of 32")
