@@ -149,3 +149,24 @@ def test_batch_translation_of_a_sheet_and_a_folder(tmp_path):
                        "--separate works on one character")
     imageio.save_png(np.zeros((40, 128, 4), np.uint8), tmp_path / "odd.png")
     assert_clean_error(run_cli("translate", run.run_dir, "--input", tmp_path / "odd.png", "--out", tmp_path / "x.png"), "multiple of 32")
+
+
+def test_protocol_draws_once_per_given_set_with_the_same_results():
+    """The 28-case protocol runs the one-pass model once per set of given views (14), with the same numbers."""
+    from spriteforge.evaluation.protocol import run_protocol
+
+    torch.manual_seed(0)
+    model = make().eval()
+    calls = []
+    model.generator.register_forward_hook(lambda *_: calls.append(1))
+
+    class OneViewAtATime:  # the same model seen through `impute` only
+        def impute(self, views, available, target):
+            return model.impute(views, available, target)
+
+    images = tiny_data(size=32).train.images[:3]
+    fast = run_protocol({"m": model}, images, selected=("l1", "palette"))
+    assert len(calls) == 14
+    slow = run_protocol({"m": OneViewAtATime()}, images, selected=("l1", "palette"))
+    assert len(calls) == 14 + 28
+    assert fast["systems"]["m"]["cases"] == slow["systems"]["m"]["cases"]

@@ -143,6 +143,8 @@ class Turnaround(SpriteModel):
     def __init__(self, config, domain_count, channels, image_size):
         super().__init__(config, domain_count, channels, image_size)
         check_four_views(domain_count, "turnaround")
+        if channels != 4:
+            raise SpriteForgeError("turnaround draws RGBA sprites (its 'empty' pixel is transparent); drop --output-channels 3")
         if image_size % 2 ** (LEVELS - 1):
             raise SpriteForgeError(f"turnaround needs --image-size divisible by {2 ** (LEVELS - 1)}")
         if config.capacity < 1:

@@ -1,0 +1,65 @@
+"""Speed of `spriteforge translate` with the bundled default model: ms per character, model loaded once.
+
+Per character every missing view is drawn (the turnaround model draws all four views in one pass).
+Prints GFLOP per character (torch.utils.flop_counter) beside the time of a large fp32 matmul measured
+in the same run, so the share of the CPU's peak is read off the table. Real sprites come from the
+procedural set (few colours, like real sprites; the palette snapping depends on the colour count).
+Usage: OMP_NUM_THREADS=1 python benchmarks/translate_default.py [--model default] [--characters 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from common import machine_line
+from spriteforge.data.synthetic import generate_characters
+from spriteforge.inference import load_for_inference
+from spriteforge.translation import draw_characters
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--characters", type=int, default=64)
+    args = parser.parse_args()
+    print(machine_line())
+    model, config = load_for_inference(args.model, "cpu")
+    size = config.image_size
+    characters = generate_characters(args.characters, seed=3, size=size)  # uint8 [N, 4, H, W, 4]
+    peak = matmul_gflops()
+    print(f"fp32 matmul 1024³ in this run: {peak:.1f} GFLOP/s")
+    print()
+    print("| given views | missing | batch | GFLOP/character | ms/character | share of matmul peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for given in ([2], [1, 2], [0, 1, 2]):
+        available = np.zeros((len(characters), 4), bool)
+        available[:, given] = True
+        for batch in (1, 32):
+            one = (characters[:1], available[:1])
+            with FlopCounterMode(display=False) as counter:
+                draw_characters(model, config, *one, batch=1)
+            gflop = counter.get_total_flops() / 1e9
+            draw_characters(model, config, characters[:batch], available[:batch], batch=batch)  # warm-up
+            start = time.perf_counter()
+            draw_characters(model, config, characters, available, batch=batch)
+            ms = (time.perf_counter() - start) / len(characters) * 1000
+            names = "+".join(config.domains[g] for g in given)
+            print(f"| {names} | {4 - len(given)} | {batch} | {gflop:.2f} | {ms:.1f} | {gflop / (ms / 1000) / peak:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
