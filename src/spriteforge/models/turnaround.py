@@ -159,12 +159,19 @@ class Turnaround(SpriteModel):
         """[B, D, C, H, W]: every view, the given ones as given and the missing ones drawn."""
         views = views * kept[:, :, None, None, None].to(views.dtype)
         logits, drawn = self.generator(views, kept)
-        if self.snap_drawn:
-            drawn = snap_to_given_colours(drawn, views, kept)
-        options = candidates(views, drawn)
+        count, domains, channels, height, width = views.shape
         allowed = allowed_candidates(kept)
         choice = logits.masked_fill(~allowed[:, :, :, None, None], float("-inf")).argmax(2)  # [B, D, H, W]
-        picked = options.gather(2, choice[:, :, None, None].expand(-1, -1, 1, options.shape[3], -1, -1)).squeeze(2)
+        if self.snap_drawn:
+            drawn = snap_to_given_colours(drawn, views, kept, choice == DRAWN)
+        drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
+        # One pool per character: empty, each view's drawn colours, the views, the views mirrored; the
+        # choice of view d indexes it (drawn → that view's own drawn colours).
+        pool = torch.cat([torch.full_like(views[:, :1], -1.0), drawn, views, views.flip(-1)], dim=1)
+        index = torch.where(choice == EMPTY, 0, torch.where(choice == DRAWN, 1 + torch.arange(domains, device=views.device)[None, :, None, None],
+                                                                 choice - FIRST_VIEW + 1 + domains))
+        index = index[:, :, None].expand(count, domains, channels, height, width)
+        picked = pool.flatten(3).gather(1, index.flatten(3)).view(count, domains, channels, height, width)
         return torch.where(kept[:, :, None, None, None], views, picked)
 
     @torch.no_grad()
@@ -206,18 +213,24 @@ class Turnaround(SpriteModel):
                 for missing in range(1, character.shape[0])}
 
 
-def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """Each drawn RGB [B, D, 3, H, W] moved to the nearest opaque colour of its character's given views."""
+def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Drawn RGB [B, D, 3, H, W] at the pixels `where` ([B, D, H, W]) moved to the nearest opaque colour
+    of the character's given views (the other pixels are not used, so they are left as they are)."""
     result = drawn.clone()
     for row in range(len(views)):
+        if not where[row].any():
+            continue
         given = views[row, kept[row]]  # [G, C, H, W]
         pixels = given.movedim(1, -1).reshape(-1, given.shape[1])
-        if given.shape[1] == 4:
-            pixels = pixels[pixels[:, 3] > 0]
-        palette = torch.unique(pixels[:, :3], dim=0)
-        if len(palette) == 0:
+        pixels = pixels[pixels[:, 3] > -1] if given.shape[1] == 4 else pixels
+        if len(pixels) == 0:
             continue
-        flat = drawn[row].movedim(1, -1).reshape(-1, 3)
-        nearest = torch.cdist(flat, palette).argmin(1)
-        result[row] = palette[nearest].reshape(drawn.shape[1], drawn.shape[3], drawn.shape[4], 3).movedim(-1, 1)
+        levels = ((pixels[:, :3] + 1) * 127.5).round().long()
+        codes = torch.unique((levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2])
+        palette = torch.stack([codes >> 16, (codes >> 8) & 255, codes & 255], 1).to(drawn.dtype) / 127.5 - 1
+        mask = where[row]  # [D, H, W]
+        colours = drawn[row].movedim(1, -1)[mask]  # [P, 3]
+        nearest = torch.cdist(colours, palette).argmin(1)
+        target = result[row].movedim(1, -1)
+        target[mask] = palette[nearest]
     return result
