@@ -465,7 +465,7 @@ def data_synth(out, count, seed, image_size):
 @click.option("--dataset", "datasets", multiple=True, help="dataset name or folder to evaluate on (repeatable; default: the model's own)")
 @click.option("--data-dir", default=None, help="where extracted datasets live")
 @click.option("--split", default="test", type=click.Choice(["test", "validation", "train"]), help="partition of the dataset to use")
-@click.option("--metrics", default="fid,kid,l1,ssim,palette", show_default=True, help="comma-separated: fid, kid, l1, ssim, palette (the pixel-art metrics)")
+@click.option("--metrics", default="fid,kid,l1,ssim,view,palette", show_default=True, help="comma-separated: fid, kid, l1, ssim, view (pose correctness: the share of drawn views the bundled view classifier labels as the target), palette (the pixel-art metrics: palette, colours, alpha, IoU, holes, opaque area)")
 @click.option("--baselines/--no-baselines", default=True, help="also run the copy and mirror baselines on the same cases (default: on)")
 @click.option("--limit", default=0, type=click.IntRange(0), help="use only this many characters, evenly spaced (0 = all)")
 @click.option("--batch", default=64, type=click.IntRange(1), help="characters per generator call")

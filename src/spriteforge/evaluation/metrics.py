@@ -1,4 +1,4 @@
-"""Image metrics: L1, SSIM, FID, KID and pixel-art metrics (palette, colours, alpha, silhouette).
+"""Image metrics: L1, SSIM, FID, KID and pixel-art metrics (palette, colours, alpha, silhouette, holes).
 
 Conventions:
 
@@ -93,6 +93,52 @@ def silhouette_iou(output: np.ndarray, truth: np.ndarray) -> np.ndarray:
     union = (a | b).sum(axis=1)
     intersection = (a & b).sum(axis=1)
     return np.where(union == 0, 1.0, intersection / np.maximum(union, 1))
+
+
+def opaque_counts(images: np.ndarray) -> np.ndarray:
+    """Per image: the number of opaque pixels (uint8 RGBA [N, H, W, 4])."""
+    return opaque(images).reshape(len(images), -1).sum(axis=1)
+
+
+def enclosed_holes(images: np.ndarray, use_scipy: bool | None = None) -> np.ndarray:
+    """Per image: the number of enclosed transparent pixels (uint8 RGBA [N, H, W, 4]).
+
+    A transparent pixel (alpha < 128) is enclosed when no path of 4-connected transparent pixels joins it
+    to the image border: a hole punched into the figure. Real sprites have few (a gap between arm and
+    body); a model that deletes pixels leaves many. scipy.ndimage labels the components when scipy is
+    installed (`use_scipy=None`); otherwise, or with `use_scipy=False`, a flood fill from the border does.
+    """
+    clear = ~opaque(images)
+    if clear.size == 0:
+        return np.zeros(len(images), np.int64)
+    if use_scipy is None:
+        import importlib.util
+
+        use_scipy = importlib.util.find_spec("scipy") is not None
+    if use_scipy:
+        from scipy import ndimage
+
+        padded = np.pad(clear, ((0, 0), (1, 1), (1, 1)), constant_values=True)  # one outside ring joins the border
+        structure = np.zeros((3, 3, 3), bool)
+        structure[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within an image, never across images
+        labels, _ = ndimage.label(padded, structure)
+        outside = labels[:, :1, :1]
+        reached = labels[:, 1:-1, 1:-1] == outside
+    else:
+        reached = np.zeros_like(clear)
+        reached[:, 0, :], reached[:, -1, :], reached[:, :, 0], reached[:, :, -1] = (
+            clear[:, 0, :], clear[:, -1, :], clear[:, :, 0], clear[:, :, -1])
+        while True:
+            grown = reached.copy()
+            grown[:, 1:, :] |= reached[:, :-1, :]
+            grown[:, :-1, :] |= reached[:, 1:, :]
+            grown[:, :, 1:] |= reached[:, :, :-1]
+            grown[:, :, :-1] |= reached[:, :, 1:]
+            grown &= clear
+            if (grown == reached).all():
+                break
+            reached = grown
+    return (clear & ~reached).reshape(len(images), -1).sum(axis=1)
 
 
 # -- distribution distances -----------------------------------------------------------------------

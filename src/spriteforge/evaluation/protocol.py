@@ -3,6 +3,8 @@
 For each case the target view of every test character is drawn from the given views; FID and KID
 compare the set of drawn targets with the set of real targets (both through the convention of
 ``inception.py``); L1, SSIM and the pixel-art metrics compare each drawn target with its real one.
+`view` (pose correctness) is the share of drawn targets the shipped view classifier (``views.py``)
+labels as the target view: a front copied into the back slot counts as wrong.
 Aggregates per number of missing views are plain means over the cases (4 cases with 1 view missing,
 12 with 2, 12 with 3), as in the original's tables. The trivial baselines (copy a given view, mirror
 the other side view) are imputers like any model and run on the same cases.
@@ -25,8 +27,8 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
 from spriteforge.models.guess import guess_views
 
-METRICS = ("fid", "kid", "l1", "ssim", "palette")
-"""Metric groups `--metrics` selects from; `palette` is every pixel-art metric."""
+METRICS = ("fid", "kid", "l1", "ssim", "view", "palette")
+"""Metric groups `--metrics` selects from; `palette` is every pixel-art metric, `view` pose correctness."""
 FEATURE_METRICS = {"fid", "kid"}
 LETTERS = {"back": "b", "left": "l", "front": "f", "right": "r"}
 
@@ -143,6 +145,10 @@ def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: 
         result["l1"] = float(m.l1_per_image(fake, real).mean())
     if "ssim" in selected:
         result["ssim"] = float(m.ssim_per_image(fake, real).mean())
+    if "view" in selected:
+        from spriteforge.evaluation.views import view_score
+
+        result["view"] = view_score(fake, case.target)
     fake8 = m.to_uint8(fake)
     if "palette" in selected:
         views8, real8 = m.to_uint8(views), m.to_uint8(real)
@@ -155,6 +161,11 @@ def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: 
         result["colour_ratio"] = _nanmean(np.where(truth > 0, counts / np.maximum(truth, 1), np.nan))
         result["alpha_binary"] = float(m.alpha_binarity(fake8).mean())
         result["iou"] = float(m.silhouette_iou(fake8, real8).mean())
+        result["holes"] = float(m.enclosed_holes(fake8).mean())
+        result["holes_truth"] = float(m.enclosed_holes(real8).mean())
+        drawn, truth = m.opaque_counts(fake8), m.opaque_counts(real8)
+        result["opaque"], result["opaque_truth"] = float(drawn.mean()), float(truth.mean())
+        result["opaque_ratio"] = float(drawn.sum() / truth.sum()) if truth.sum() else float("nan")
     if FEATURE_METRICS & set(selected):
         features = extractor(fake8)
         if "fid" in selected:
@@ -183,6 +194,14 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
         extractor = InceptionFeatures(device=device)
     views = to_model_input(torch.from_numpy(np.ascontiguousarray(images)), channels)
     all_cases = cases(views.shape[1])
+    skipped_metrics = {}
+    if "view" in selected:
+        reason = view_metric_unavailable(domains, views.shape[-2:])
+        if reason:
+            selected = tuple(metric for metric in selected if metric != "view")
+            skipped_metrics["view"] = reason
+            if not selected:
+                raise SpriteForgeError(f"--metrics view: {reason}")
     real_features = {}
     if FEATURE_METRICS & set(selected):
         for target in range(views.shape[1]):
@@ -220,10 +239,26 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
         "means_over": len(compared),
         "systems": systems,
     }
+    if skipped_metrics:
+        report["skipped_metrics"] = skipped_metrics
+    if "view" in selected:
+        from spriteforge.evaluation.views import WEIGHTS, view_score
+
+        report["view_classifier"] = {"weights": WEIGHTS.name, "accuracy_on_real_views": {
+            domains[d]: view_score(views[:, d], d) for d in range(views.shape[1])}}
     if extractor is not None and FEATURE_METRICS & set(selected):
         report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(images)),
                                     "kid": f"unbiased MMD² (torchmetrics), cubic polynomial kernel, 100 subsets of {min(1000, len(images))}"}
     return report
+
+
+def view_metric_unavailable(domains, size) -> str | None:
+    """Why pose correctness cannot be measured on these data (None when it can)."""
+    if tuple(domains) != VIEWS:
+        return f"the view classifier knows the domains {', '.join(VIEWS)}, not {', '.join(domains)}"
+    if tuple(size) != (64, 64):
+        return f"the view classifier takes 64×64 sprites, not {size[1]}×{size[0]}"
+    return None
 
 
 def drawable(imputer, case: Case) -> bool:
@@ -248,8 +283,9 @@ def aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 # -- reports --------------------------------------------------------------------------------------
 COLUMNS = [("fid", "FID", "{:.3f}"), ("kid", "KID×10³", "{:.2f}"), ("l1", "L1", "{:.4f}"), ("ssim", "SSIM", "{:.4f}"),
-           ("palette", "palette", "{:.3f}"), ("colour_ratio", "colours/true", "{:.2f}"), ("alpha_binary", "α binary", "{:.3f}"),
-           ("iou", "IoU", "{:.3f}")]
+           ("view", "view", "{:.3f}"), ("palette", "palette", "{:.3f}"), ("colour_ratio", "colours/true", "{:.2f}"),
+           ("alpha_binary", "α binary", "{:.3f}"), ("iou", "IoU", "{:.3f}"), ("holes", "holes", "{:.2f}"),
+           ("holes_truth", "holes (real)", "{:.2f}"), ("opaque_ratio", "opaque/true", "{:.3f}")]
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
@@ -273,6 +309,12 @@ def markdown(report: dict, title: str = "") -> str:
     if "fid_convention" in report:
         c = report["fid_convention"]
         lines.append(f"FID/KID: {c['network']}, RGB on {c['background']}, {c['resize']}, {c['input']}, N = {c['samples_per_set']} per set.")
+    if "view_classifier" in report:
+        accuracy = report["view_classifier"]["accuracy_on_real_views"]
+        lines.append("view: share of drawn views the view classifier labels as the target view (its accuracy on the real views "
+                     "here: " + ", ".join(f"{name} {value:.3f}" for name, value in accuracy.items()) + ").")
+    for metric, reason in report.get("skipped_metrics", {}).items():
+        lines.append(f"{metric}: not measured ({reason}).")
     lines += ["", f"### {first}: every case", "",
               "| target | given | missing | " + " | ".join(c[1] for c in present) + " |",
               "|---|---|---:|" + "---:|" * len(present)]
@@ -289,7 +331,7 @@ def markdown(report: dict, title: str = "") -> str:
         for group, values in systems[name]["by_missing"].items():
             lines.append(f"| {name} | {group} | " + " | ".join(_cell(values, *c[::2]) for c in present) + " |")
     if len(names) > 1:
-        compared = [c for c in present if c[0] in ("fid", "l1")]
+        compared = [c for c in present if c[0] in ("fid", "l1", "view")]
         header = [f"{name} {c[1]}" for c in compared for name in names]
         lines += ["", "### Every case, all systems", "",
                   "| target | given | missing | " + " | ".join(header) + " |",
