@@ -108,6 +108,15 @@ def parse_metrics(text: str | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
+def given_chunks(views: torch.Tensor, case: Case, device, batch: int):
+    """Batches of the characters with only the case's given views (the others zeroed) and their mask."""
+    for start in range(0, len(views), batch):
+        chunk = views[start : start + batch].to(device)
+        available = torch.zeros(len(chunk), views.shape[1], dtype=torch.bool, device=device)
+        available[:, list(case.given)] = True
+        yield chunk * available[:, :, None, None, None], available  # a model never sees a view that is not given
+
+
 @torch.no_grad()
 def generate(imputer, views: torch.Tensor, case: Case, device, batch: int = 64, drawn_sets: dict | None = None) -> torch.Tensor:
     """The target view of every character drawn from the case's given views: [N, C, H, W] on CPU.
@@ -117,21 +126,12 @@ def generate(imputer, views: torch.Tensor, case: Case, device, batch: int = 64, 
     """
     if drawn_sets is not None and hasattr(imputer, "impute_all") and views.shape[2] == 4:
         if case.given not in drawn_sets:
-            drawn = []
-            for start in range(0, len(views), batch):
-                chunk = views[start : start + batch].to(device)
-                available = torch.zeros(len(chunk), views.shape[1], dtype=torch.bool, device=device)
-                available[:, list(case.given)] = True
-                drawn.append(m.to_uint8(imputer.impute_all(chunk * available[:, :, None, None, None], available).float().cpu()))
-            drawn_sets[case.given] = np.concatenate(drawn)
+            drawn_sets[case.given] = np.concatenate([m.to_uint8(imputer.impute_all(masked, available).float().cpu())
+                                                     for masked, available in given_chunks(views, case, device, batch)])
         return torch.from_numpy(drawn_sets[case.given][:, case.target]).float().movedim(-1, -3) / 127.5 - 1
     outputs = []
-    for start in range(0, len(views), batch):
-        chunk = views[start : start + batch].to(device)
-        available = torch.zeros(len(chunk), views.shape[1], dtype=torch.bool, device=device)
-        available[:, list(case.given)] = True
-        target = torch.full((len(chunk),), case.target, dtype=torch.long, device=device)
-        masked = chunk * available[:, :, None, None, None]  # a model never sees a view that is not given
+    for masked, available in given_chunks(views, case, device, batch):
+        target = torch.full((len(masked),), case.target, dtype=torch.long, device=device)
         outputs.append(imputer.impute(masked, available, target).float().cpu())
     return torch.cat(outputs)
 
