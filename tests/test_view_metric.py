@@ -177,3 +177,19 @@ def test_opaque_area_and_holes_in_case_metrics():
     assert row["opaque_ratio"] == pytest.approx(46 / 60)
     assert row["opaque"] == 23 and row["opaque_truth"] == 30
     assert row["holes_truth"] == 4 and row["holes"] == pytest.approx((0 + 4) / 2)  # the cut opens the hole
+
+
+def test_evaluate_cli_reports_view_and_holes(tmp_path, capsys):
+    import json
+
+    from conftest import write_split_folder
+    from spriteforge.cli import main
+
+    folder = write_split_folder(tmp_path / "sprites", train=2, test=3)
+    main(["evaluate", "baseline:mirror", "--dataset", str(folder), "--metrics", "l1,view,palette", "--out", str(tmp_path / "eval")])
+    text = capsys.readouterr().out
+    assert " view |" in text and " holes |" in text and "accuracy on the real views" in text
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    means = report["systems"]["baseline:mirror"]["by_missing"]
+    assert set(means) == {"1", "2", "3", "all"} and 0 <= means["all"]["view"] <= 1
+    assert means["all"]["opaque_ratio"] > 0 and means["all"]["holes"] >= 0
