@@ -255,6 +255,8 @@ def describe_range(option: Option) -> str:
     low, high = option.low, option.high
     if low == 0 and high is None:
         return "be positive" if option.above else ("not be negative" if option.kind is float else "be at least 0")
+    if low is not None and high is not None and option.kind is int:
+        return f"be at least {low:g} and at most {high:g}"
     if low is not None and high is not None:
         return f"be in {'(' if option.above else '['}{low:g}, {high:g}{')' if option.below else ']'}"
     if low is not None:
