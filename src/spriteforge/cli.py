@@ -269,7 +269,7 @@ def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, i
     """Clean sprites with a trained autoencoder (RUN: run folder or checkpoint): encode, decode, keep it pixel art."""
     from spriteforge.denoising import denoise_files, denoise_samples
 
-    _guard_out(out, model_path, sampler, palette_from, input_palette, *inputs)
+    _guard_out(out, model_path, sampler, palette_from, *inputs)
     _guard_out(compare, flag="--compare")
     options = dict(scale=scale, palette_from=palette_from, input_palette=input_palette, colours=colors, compare=compare, device=device)
     if sampler is not None:

@@ -272,7 +272,7 @@ _protected: set[str] = set()
 def protect_inputs(*paths) -> None:
     """Mark files the running command reads: `atomic_write` refuses to replace any of them."""
     for path in paths:
-        if path and not os.path.isdir(os.path.expanduser(os.fspath(path))):  # a folder is never replaced by a file
+        if isinstance(path, (str, os.PathLike)) and path and not os.path.isdir(os.path.expanduser(os.fspath(path))):  # a folder is never replaced by a file
             _protected.add(os.path.realpath(os.path.expanduser(os.fspath(path))))
 
 
