@@ -14,11 +14,12 @@ def git_commit() -> str | None:
     source = Path(__file__).resolve().parent
     if not any((parent / ".git").exists() for parent in source.parents):
         return None
-    try:
+    try:  # the package's own files must be tracked there (not a wheel installed inside some other checkout)
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "__init__.py"], cwd=source, capture_output=True, timeout=5)
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return (result.stdout.strip() or None) if tracked.returncode == 0 and result.returncode == 0 else None
 
 
 def versions() -> dict[str, str]:
