@@ -12,7 +12,7 @@ import click
 
 from spriteforge import VIEWS, __version__
 from spriteforge.errors import SpriteForgeError
-from spriteforge.options import BY_KEY, OPTIONS, Config, read_toml, resolve
+from spriteforge.options import BY_KEY, OPTIONS, Config, coerce, read_toml, resolve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -66,7 +66,7 @@ def _with_options(function):
     return function
 
 
-RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "verbose", "gpu", "vram", "data_dir"}
+RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "keep_checkpoints", "lr", "verbose", "gpu", "vram", "data_dir"}
 
 
 @cli.command(cls=TrainCommand, context_settings={"show_default": False})
@@ -106,21 +106,33 @@ def train(model, config_file, resume, **values):
 def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
     """A Trainer continuing the run in `run_dir` with its own options (only RESUME_OVERRIDES may change)."""
     from spriteforge.inference import config_from_meta
+    from spriteforge.models import model_class
     from spriteforge.training import checkpoint as ckpt
-    from spriteforge.training.engine import Trainer
+    from spriteforge.training.engine import Trainer, has_checkpoint
 
     path = run_dir / "checkpoints" / "latest.safetensors"
-    _, meta = ckpt.read_checkpoint(path)
+    recorded = run_dir / "configuration.toml"
+    if has_checkpoint(run_dir) or not recorded.is_file():
+        path, _, meta = ckpt.read_newest(path)
+        config = config_from_meta(meta, path)
+    else:  # killed before its first checkpoint: the recorded configuration starts it again from step 0
+        options = read_toml(recorded)
+        name = options.pop("model", None)
+        if not isinstance(name, str):
+            raise SpriteForgeError(f"{recorded}: names no model; start a new run instead")
+        cls = model_class(name)
+        config = resolve(name, cls.uses, cls.defaults, options, cls.refuses)
+        meta = {"model": name}
+        click.echo(f"{run_dir}: no checkpoint yet (stopped before the first one); training again from step 0", err=True)
     if model and model != meta["model"]:
         raise SpriteForgeError(f"{run_dir}: holds a '{meta['model']}' run, not '{model}'")
     others = sorted(set(given) - RESUME_OVERRIDES)
     if others:
         raise SpriteForgeError(f"--resume takes the run's own options; only {', '.join('--' + k.replace('_', '-') for k in sorted(RESUME_OVERRIDES))} may change (got {', '.join('--' + k.replace('_', '-') for k in others)})")
-    config = config_from_meta(meta, path)
     for key in ("steps", "epochs"):
         if key in given:
             config["steps"], config["epochs"] = None, None
-    config.update(given)
+    config.update({key: coerce(BY_KEY[key], value) for key, value in given.items()})
     return Trainer(config, resume=run_dir)
 
 
@@ -149,7 +161,7 @@ def _train_pairs(config, given: dict) -> None:
     """`--source all` and/or `--target all` (pix2pix): one run per (source, target) pair, named
     SOURCE-TARGET (after --run-string and a dash when given), one after the other. The same command
     again skips finished pairs and resumes an interrupted one, so a long sweep survives a stop."""
-    from spriteforge.training.engine import Trainer, command_line_string
+    from spriteforge.training.engine import Trainer, command_line_string, has_checkpoint
 
     domains = list(config.domains)
     for flag in ("source", "target"):
@@ -167,7 +179,7 @@ def _train_pairs(config, given: dict) -> None:
         if (run_dir / "summary.json").exists():
             click.echo(f"already trained: {run_dir}", err=True)
             continue
-        if (run_dir / "checkpoints" / "latest.safetensors").exists():
+        if has_checkpoint(run_dir):
             trainer = _resumed_trainer(run_dir, config.model, {k: v for k, v in given.items() if k in RESUME_OVERRIDES})
         else:
             pair = Config(config)
@@ -213,6 +225,7 @@ def translate(model_path, model_option, back, left, front, right, batch_input, o
     if model_path and model_option:
         raise SpriteForgeError(f"two models given ({model_path} and --model {model_option}); keep one")
     model = model_option or model_path or DEFAULT_MODEL
+    _guard_out(out, back, left, front, right, palette_from, model_path, model_option, batch_input)
     given = {name: path for name, path in zip(VIEWS, (back, left, front, right)) if path}
     out = Path(out)
     if batch_input is not None:
@@ -295,6 +308,7 @@ def sample(model_path, count, view, seed, interpolate, truncation, out, scale, s
     """Draw brand-new characters with a sampling model (MODEL: run folder or checkpoint of dcgan …)."""
     from spriteforge.sampling import sample_files
 
+    _guard_out(out, model_path)
     if interpolate and count < 2:
         raise SpriteForgeError("--interpolate needs -n 2 or more")
     written = sample_files(model_path, Path(out), count=count, view=view, seed=seed, interpolate=interpolate, scale=scale,
@@ -323,6 +337,8 @@ def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, i
     """Clean sprites with a trained autoencoder (RUN: run folder or checkpoint): encode, decode, keep it pixel art."""
     from spriteforge.denoising import denoise_files, denoise_samples
 
+    _guard_out(out, model_path, sampler, palette_from, *inputs)
+    _guard_out(compare, flag="--compare")
     options = dict(scale=scale, palette_from=palette_from, input_palette=input_palette, colours=colors, compare=compare, device=device)
     if sampler is not None:
         if inputs:
@@ -354,6 +370,7 @@ def pixelate(image, out, size, colors, palette_file, outline, clean, background,
     """Clean pixel art from IMAGE: snap to its pixel grid (or downscale), limit the palette, binarise alpha."""
     from spriteforge.pixelart import pixelate_file
 
+    _guard_out(out, image, palette_file)
     result = pixelate_file(image, out, size=size, colours=colors, palette_file=palette_file, clean=clean, outline=outline,
                            indexed=indexed, scale=scale, background=None if background == "none" else background, seed=seed)
     click.echo(f"{image}: {result.describe()}", err=True)
@@ -378,6 +395,7 @@ def stylize(model_path, inputs, out, size, colors, palette_file, outline, clean,
     """Turn pictures into pixel art with a cyclegan or pix2pix-pairs run (MODEL), then snap, quantise and clean."""
     from spriteforge.stylize import stylize_files
 
+    _guard_out(out, model_path, palette_file, *inputs)
     written = stylize_files(model_path, list(inputs), out, size=size, colours=colors, palette_file=palette_file, clean=clean,
                             outline=outline, indexed=indexed, scale=scale, seed=seed, device=device,
                             echo=lambda line: click.echo(line, err=True))
@@ -435,6 +453,7 @@ def data_inspect(source, data_dir, domains, image_size, preview):
     """Counts per split and domain, colour statistics and a preview grid of SOURCE."""
     from spriteforge.data.inspect import inspect_source
 
+    _guard_out(preview, source, flag="--preview")
     domains = tuple(d for d in domains.replace(",", " ").split())
     report, path = inspect_source(source, domains=domains, image_size=image_size, data_dir=data_dir, preview=preview)
     click.echo(report)
@@ -479,6 +498,8 @@ def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, b
     """The 28-case protocol: every target view from every combination of given views (MODEL: run folder,
     checkpoint, baseline:copy or baseline:mirror); prints the Markdown tables, writes JSON + Markdown."""
     from spriteforge.evaluation.protocol import evaluate_location, parse_metrics
+
+    _guard_out(out, model_path)
 
     def progress(name, done, total):
         if done % 7 == 0:
@@ -528,12 +549,34 @@ def experiment(grid_file, dry_run, only, output, evaluate_metrics, python):
         raise SpriteForgeError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed[:3])}{', …' if len(failed) > 3 else ''}); see {grid.output / 'logs'}, fix, and run the same command again")
 
 
+MEMORY_FLAGS = {
+    "train": "--batch or --capacity", "translate": "--scale or --styles", "sample": "-n or --scale",
+    "denoise": "-n or --scale", "pixelate": "--size or --scale", "stylize": "--size or --scale",
+    "evaluate": "--batch or --limit", "experiment": "the grid's batch or capacity", "data": "--count or --image-size",
+}
+"""What to lower when a command runs out of memory: flags each command has."""
+
+
+def _command(argv: list[str] | None) -> str:
+    words = sys.argv[1:] if argv is None else argv
+    return next((word for word in words if word in cli.commands), "train")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning known errors into one line and an exit code."""
+    from spriteforge import imageio
+
+    lower = MEMORY_FLAGS.get(_command(argv), "--batch or --scale")
     try:
         cli.main(args=argv, prog_name="spriteforge", standalone_mode=False)
+    except imageio.OutputTooLarge as error:
+        click.echo(f"error: {error}; lower {lower}", err=True)
+        sys.exit(1)
     except SpriteForgeError as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except OSError as error:  # an I/O failure no nearer code turned into a message: the path and the cause
+        click.echo(f"error: {error.filename or 'a file'}: {error.strerror or error}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -545,5 +588,26 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except MemoryError:
-        click.echo("error: out of memory; lower --batch or --capacity", err=True)
+        click.echo(f"error: out of memory; lower {lower}", err=True)
         sys.exit(1)
+    except RuntimeError as error:  # after Abort, itself a RuntimeError: torch's out of memory
+        if "out of memory" not in str(error):
+            raise
+        click.echo(f"error: out of memory; lower {lower}", err=True)
+        sys.exit(1)
+    except Exception as error:
+        if type(error).__name__ != "SafetensorError":
+            raise
+        click.echo(f"error: cannot read or write a .safetensors file ({error})", err=True)
+        sys.exit(1)
+    finally:
+        imageio.clear_protected()
+
+
+def _guard_out(out, *inputs, flag: str = "--out") -> None:
+    """Every command with an --out: its inputs may not be overwritten, by --out or any file written beside it."""
+    from spriteforge import imageio
+
+    imageio.protect_inputs(*inputs)
+    if out is not None:
+        imageio.refuse_overwriting_input(out, flag)

@@ -57,7 +57,7 @@ from typing import Any, Callable
 from spriteforge.data import registry
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write
-from spriteforge.options import BY_NAME, tomllib
+from spriteforge.options import BY_NAME, load_toml_file, tomllib
 
 TOP_LEVEL = {"model", "output", "sort", "evaluate", "defaults", "grid", "datasets"}
 SPECIAL = {"model", "dataset", "adhoc", "network"}
@@ -95,13 +95,7 @@ class Grid:
 def read_grid(path: str | Path, output: str | Path | None = None, python: str | None = None) -> Grid:
     """Parse a grid file and expand it into runs with their commands (no validation against models)."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise SpriteForgeError(f"{path}: grid file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SpriteForgeError(f"{path}: not valid TOML ({error})") from None
+    raw = load_toml_file(path, "grid file")
     unknown = sorted(set(raw) - TOP_LEVEL)
     if unknown:
         raise SpriteForgeError(f"{path}: unknown top-level key '{unknown[0]}'; a grid has {', '.join(sorted(TOP_LEVEL))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def load_rgba(path: str | os.PathLike, expected_size: int | tuple[int, int] | No
     Fully transparent pixels become (0, 0, 0, 0), as in the original pipeline.
     """
     path = Path(path)
+    require_regular_file(path, "a PNG image")
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -60,6 +62,7 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) of an image from its header, without decoding the pixels."""
+    require_regular_file(path, "an image file")
     try:
         with Image.open(path) as image:
             return image.size[1], image.size[0]
@@ -101,6 +104,7 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE) -> tuple[np.nd
     returns the image and that factor (1 when untouched). Fully transparent pixels become (0, 0, 0, 0).
     """
     path = Path(path)
+    require_regular_file(path, "an image file")
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -167,10 +171,27 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return array
 
 
+MAX_OUTPUT_PIXELS = 16384 * 16384
+"""The largest image written (1 GiB of RGBA): checked before the pixels are allocated."""
+
+
+class OutputTooLarge(SpriteForgeError):
+    """An output image over MAX_OUTPUT_PIXELS; the CLI adds the flags of the command to lower."""
+
+
+def check_output_size(height: int, width: int, what: str = "the output") -> None:
+    """Refuse, before allocating it, an image over MAX_OUTPUT_PIXELS (its RGBA size named)."""
+    if height * width > MAX_OUTPUT_PIXELS:
+        gib = height * width * 4 / 2**30
+        raise OutputTooLarge(f"{what} would be {width}x{height} pixels ({gib:.1f} GiB of RGBA), over the "
+                             f"{MAX_OUTPUT_PIXELS * 4 // 2**30} GiB limit")
+
+
 def upscale(rgba: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour integer upscaling (the only resize pixel art tolerates)."""
     if factor <= 1:
         return rgba
+    check_output_size(rgba.shape[0] * factor, rgba.shape[1] * factor)
     return np.repeat(np.repeat(rgba, factor, axis=0), factor, axis=1)
 
 
@@ -178,6 +199,7 @@ def grid(rows: list[list[np.ndarray]], padding: int = 2, background: tuple[int, 
     """Tile equally sized uint8 RGBA images into one image, row by row."""
     height, width = rows[0][0].shape[:2]
     columns = max(len(row) for row in rows)
+    check_output_size(len(rows) * (height + padding) + padding, columns * (width + padding) + padding, "the grid")
     canvas = np.zeros(
         (len(rows) * (height + padding) + padding, columns * (width + padding) + padding, 4), np.uint8
     )
@@ -192,7 +214,6 @@ def grid(rows: list[list[np.ndarray]], padding: int = 2, background: tuple[int, 
 def save_png(rgba: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Path:
     """Write a lossless RGBA PNG atomically (a crash never leaves half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(upscale(np.ascontiguousarray(rgba, dtype=np.uint8), scale), "RGBA")
     with atomic_write(path) as temporary:
         image.save(temporary, format="PNG")
@@ -242,23 +263,106 @@ def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
+NAME_MAX = 255
+"""The longest file name most file systems take; a temporary name must fit it too."""
+
+_protected: set[str] = set()
+
+
+def protect_inputs(*paths) -> None:
+    """Mark files the running command reads: `atomic_write` refuses to replace any of them."""
+    for path in paths:
+        if isinstance(path, (str, os.PathLike)) and path and not os.path.isdir(os.path.expanduser(os.fspath(path))):  # a folder is never replaced by a file
+            _protected.add(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def clear_protected() -> None:
+    """Forget the protected inputs (the end of a command)."""
+    _protected.clear()
+
+
+def refuse_overwriting_input(path: str | os.PathLike, flag: str = "--out") -> None:
+    """One line, before anything is written, when an output would replace a protected input."""
+    target = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    if target in _protected:
+        raise SpriteForgeError(f"{flag} {path}: would overwrite the input {path}; write to another file")
+
+
+def require_regular_file(path: str | os.PathLike, what: str = "a file") -> None:
+    """Refuse FIFOs, devices and sockets before opening them (opening a FIFO blocks for ever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SpriteForgeError(f"{path}: file not found") from None
+    except OSError as error:
+        raise SpriteForgeError(f"{path}: cannot read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        raise SpriteForgeError(f"{path}: is a folder; give a {what}")
+    if not stat.S_ISREG(mode):
+        raise SpriteForgeError(f"{path}: not a regular file (a pipe, device or socket); give a {what}")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def io_error_message(error: OSError, path: str | os.PathLike | None = None) -> str:
+    """`PATH: cannot write (No space left on device)`: the path and the cause in one line."""
+    where = path or error.filename or "a file"
+    return f"{where}: cannot write ({error.strerror or error})"
+
+
 class atomic_write:
-    """Context manager yielding a temporary path beside `path`, renamed over it only on success."""
+    """Context manager yielding a temporary path beside `path`, renamed over it only on success.
+
+    The temporary name fits NAME_MAX whatever the target's length; the result gets the mode a plain
+    `open()` would give (0666 less the umask), not mkstemp's 0600. A file the command reads (see
+    `protect_inputs`) is never replaced. OS errors (read-only folder, full disk) become one
+    SpriteForgeError naming the path; the previous file is left untouched.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        refuse_overwriting_input(self.path, "output")
+        stem = self.path.name[: NAME_MAX - 14]  # "." + stem + "." + 8 random + ".tmp"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as error:
+            raise SpriteForgeError(io_error_message(error, self.path)) from None
         os.close(handle)
         self.temporary = Path(name)
         return self.temporary
 
-    def __exit__(self, kind, value, traceback) -> None:
+    def __exit__(self, kind, value, traceback) -> bool:
         if kind is None:
-            with open(self.temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(self.temporary, self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
+            try:
+                os.chmod(self.temporary, 0o666 & ~_umask())
+                with open(self.temporary, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(self.temporary, self.path)
+                return False
+            except OSError as error:
+                self.temporary.unlink(missing_ok=True)
+                raise SpriteForgeError(io_error_message(error, self.path)) from None
+        self.temporary.unlink(missing_ok=True)
+        if isinstance(value, OSError) or type(value).__name__ == "SafetensorError":
+            raise SpriteForgeError(io_error_message(value, self.path) if isinstance(value, OSError)
+                                   else f"{self.path}: cannot write ({value})") from None
+        return False
+
+
+def remove_orphans(folder: str | os.PathLike) -> int:
+    """Delete the temporary files an `atomic_write` killed mid-way (kill -9, power loss) left in `folder`."""
+    removed = 0
+    for orphan in Path(folder).glob(".*.tmp"):
+        try:
+            orphan.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

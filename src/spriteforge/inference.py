@@ -8,7 +8,7 @@ import torch
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
-from spriteforge.options import BY_KEY, Config, coerce
+from spriteforge.options import BY_KEY, LEGACY, Config, coerce
 from spriteforge.training import checkpoint as ckpt
 
 CANDIDATES = ("checkpoints/best.safetensors", "models/generator.safetensors", "checkpoints/latest.safetensors")
@@ -49,7 +49,11 @@ def find_checkpoint(location: str | Path) -> Path:
 def config_from_meta(meta: dict, path: Path) -> Config:
     config = Config()
     for key, value in meta["config"].items():
+        if key in LEGACY and value == LEGACY[key][0]:
+            value = LEGACY[key][1]
         config[key] = coerce(BY_KEY[key], value, f"{path}: ") if key in BY_KEY else value
+    if not isinstance(meta.get("model"), str) or config.get("model") not in (None, meta["model"]):
+        raise SpriteForgeError(f"{path}: damaged checkpoint metadata (the model name does not match its configuration)")
     return config
 
 

@@ -7,6 +7,7 @@ is rejected for it with a clear message, never silently ignored). Models may ove
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -29,12 +30,20 @@ class Option:
     help: str
     choices: tuple[str, ...] | None = None
     common: bool = False
+    low: float | None = None
+    """The smallest legal value (None: no bound); `above` makes it exclusive (lr > 0)."""
+    high: float | None = None
+    """The largest legal value; `below` makes it exclusive (beta1 < 1)."""
+    above: bool = False
+    below: bool = False
 
     @property
     def key(self) -> str:
         return self.name.replace("-", "_")
 
 
+MAX_IMAGE_SIDE = 1024
+"""The largest image side any model is built for (a crafted checkpoint may not declare more)."""
 LR_DECAYS = ("none", "constant-then-linear", "exponential", "step", "per-epoch")
 OPTIONS: list[Option] = [
     # data
@@ -49,87 +58,88 @@ OPTIONS: list[Option] = [
     Option("rmxp-validation", bool, False, "test on RPG Maker XP's test partition only", common=True),
     Option("rmvx-validation", bool, False, "test on RPG Maker VX Ace's test partition only", common=True),
     Option("data-dir", str, "", "where extracted datasets live (default: the user cache, or $SPRITEFORGE_DATA_DIR)", common=True),
-    Option("validation-fraction", float, 0.1, "share of each train partition (its last characters) kept for model selection", common=True),
+    Option("validation-fraction", float, 0.1, "share of each train partition (its last characters) kept for model selection", common=True, low=0, high=1, below=True),
     Option("domains", list, list(VIEWS), "names of the domains, matching the folders <k>-<name>", common=True),
-    Option("image-size", int, 64, "width and height of the images (files of another size are an error)", common=True),
+    Option("image-size", int, 64, "width and height of the images (files of another size are an error)", common=True, low=4, high=MAX_IMAGE_SIDE),
     Option("output-channels", int, 4, "4 = RGBA; 3 = RGB with transparent pixels made white", choices=None, common=True),
     Option("input-channels", int, 4, "channels of the input images (must equal --output-channels)", common=True),
     Option("no-aug", bool, False, "disable all augmentation", common=True),
     Option("no-hue", bool, False, "disable hue rotation", common=True),
     Option("no-tran", bool, False, "disable translation", common=True),
     # optimisation
-    Option("lr", float, 1e-4, "initial learning rate", common=True),
+    Option("lr", float, 1e-4, "initial learning rate", common=True, low=0, above=True),
     Option("lr-decay", str, "constant-then-linear", "learning-rate schedule", choices=LR_DECAYS, common=True),
-    Option("lr-epoch-decay", float, 0.995, "with --lr-decay per-epoch: the learning rate is multiplied by this after every epoch", common=True),
-    Option("beta1", float, 0.5, "Adam beta1", common=True),
-    Option("beta2", float, 0.999, "Adam beta2", common=True),
-    Option("ttur", float, 1.0, "discriminator learning rate = lr x ttur", common=True),
-    Option("batch", int, 4, "characters per batch", common=True),
-    Option("steps", int, None, "training steps (default 10000; give steps or epochs, not both)", common=True),
-    Option("epochs", int, None, "epochs (converted to steps through the train size)", common=True),
+    Option("lr-epoch-decay", float, 0.995, "with --lr-decay per-epoch: the learning rate is multiplied by this after every epoch", common=True, low=0, high=1, above=True),
+    Option("beta1", float, 0.5, "Adam beta1", common=True, low=0, high=1, below=True),
+    Option("beta2", float, 0.999, "Adam beta2", common=True, low=0, high=1, below=True),
+    Option("ttur", float, 1.0, "discriminator learning rate = lr x ttur", common=True, low=0, above=True),
+    Option("batch", int, 4, "characters per batch", common=True, low=0, above=True),
+    Option("steps", int, None, "training steps (default 10000; give steps or epochs, not both)", common=True, low=0, above=True),
+    Option("epochs", int, None, "epochs (converted to steps through the train size)", common=True, low=0, above=True),
     Option("seed", int, 42, "random seed (training is deterministic on CPU for a given seed)", common=True),
     # monitoring and output
-    Option("evaluate-steps", int, 1000, "interval of previews, evaluations and checkpoints", common=True),
-    Option("checkpoint-steps", int, 0, "interval of 'latest' checkpoints (default: --evaluate-steps)", common=True),
+    Option("evaluate-steps", int, 1000, "interval of previews, evaluations and checkpoints", common=True, low=0, above=True),
+    Option("checkpoint-steps", int, None, "interval of 'latest' checkpoints (default: --evaluate-steps)", common=True, low=0, above=True),
+    Option("keep-checkpoints", int, 2, "checkpoints kept: the latest and N-1 previous ones (resume falls back to them if the latest is damaged)", common=True, low=1, high=1000),
     Option("callback-evaluate-l1", bool, False, "evaluate L1 on validation/test every --evaluate-steps; keep the best", common=True),
     Option("callback-evaluate-fid", bool, False, "log FID and KID of validation/test drawings every --evaluate-steps (needs the FID weights)", common=True),
     Option("callback-debug-discriminator", bool, False, "save images of the discriminator's outputs", common=True),
     Option("callback-early-stop", bool, False, "stop after --patience evaluations without validation improvement", common=True),
-    Option("patience", int, 10, "evaluations without improvement before early stopping", common=True),
+    Option("patience", int, 10, "evaluations without improvement before early stopping", common=True, low=1),
     Option("save-model", bool, False, "export the generator (safetensors + config) to models/ at the end", common=True),
     Option("verbose", bool, False, "print the model description and losses at each evaluation", common=True),
     Option("log-folder", str, "output", "root folder of run folders", common=True),
     Option("model-name", str, "", "run-folder level 1 (default: the model)", common=True),
     Option("experiment", str, "playground", "run-folder level 2", common=True),
     Option("run-string", str, "", "run-folder level 3 (default: a timestamp)", common=True),
-    Option("gpu", int, 0, "CUDA device index when a GPU is present (-1 forces CPU)", common=True),
-    Option("vram", int, 0, "cap GPU memory use at this many MB (0 = no cap)", common=True),
-    Option("profile", int, 0, "profile this many steps with torch.profiler into the run folder", common=True),
-    Option("pretrain-epochs", int, 0, "not used by any model (kept from the original's table)"),
+    Option("gpu", int, 0, "CUDA device index when a GPU is present (-1 forces CPU)", common=True, low=-1),
+    Option("vram", int, 0, "cap GPU memory use at this many MB (0 = no cap)", common=True, low=0),
+    Option("profile", int, 0, "profile this many steps with torch.profiler into the run folder", common=True, low=0),
+    Option("pretrain-epochs", int, 0, "not used by any model (kept from the original's table)", low=0),
     # model architecture
     Option("generator", str, "", "generator type (StarGAN: resnet)"),
-    Option("capacity", int, 1, "multiplier of the generator's widths"),
+    Option("capacity", int, 1, "multiplier of the generator's widths", low=1, high=64),
     Option("conditional-discriminator", bool, False, "condition the discriminator on the source image"),
     Option("source-domain-aware-generator", bool, False, "give the generator the source domain too"),
-    Option("discriminator-scales", int, 3, "scales of the multi-scale discriminator (MUNIT, ReMIC)"),
+    Option("discriminator-scales", int, 3, "scales of the multi-scale discriminator (MUNIT, ReMIC)", low=1, high=8),
     Option("sampler", str, "multi-target", "source/target sampler of StarGAN", choices=("multi-target", "single-target")),
-    Option("d-steps", int, 1, "update the generator once every d-steps discriminator updates"),
+    Option("d-steps", int, 1, "update the generator once every d-steps discriminator updates", low=1),
     Option("adv", str, "lsgan", "adversarial loss", choices=("lsgan", "r3gan")),
     # sampling models (new characters)
-    Option("latent", int, 84, "size of the latent vector z (DCGAN family)"),
-    Option("feature-maps", int, 48, "base width of the generator and discriminator (DCGAN family; MUNIT, ReMIC: 64 = the reference; CycleGAN: ngf = ndf, 64)"),
+    Option("latent", int, 84, "size of the latent vector z (DCGAN family)", low=1, high=4096),
+    Option("feature-maps", int, 48, "base width of the generator and discriminator (DCGAN family; MUNIT, ReMIC: 64 = the reference; CycleGAN: ngf = ndf, 64)", low=1, high=4096),
     Option("loss", str, "bce", "adversarial loss of DCGAN: bce (soft labels) or wasserstein (weight clipping)", choices=("bce", "wasserstein")),
-    Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)"),
-    Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks"),
+    Option("label-smoothing", float, 0.1, "soft labels: real targets ~ U[1-s, 1], fake ~ U[0, s] (0 = hard labels)", low=0, high=1, below=True),
+    Option("d-dropout", float, 0.2, "dropout in the discriminator after its first and third blocks", low=0, high=1, below=True),
     Option("source", str, "front", "the view a pairwise model (Pix2Pix) draws from (a --domains name; 'all': one run per pair)"),
     Option("target", str, "right", "the view a pairwise model (Pix2Pix) draws (a --domains name; 'all': one run per pair)"),
-    Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan; biggan: the shared class embedding)"),
-    Option("noise-std", float, 0.0, "autoencoder: σ of the Gaussian noise added to its input in training ([-1, 1] units, clamped; the target stays clean); 0 = plain autoencoder"),
-    Option("encoder-dropout", float, 0.2, "autoencoder: dropout in the encoder after its first and third blocks"),
+    Option("embedding", int, 10, "size of the trainable view embedding concatenated to z (cdcgan; biggan: the shared class embedding)", low=1, high=4096),
+    Option("noise-std", float, 0.0, "autoencoder: σ of the Gaussian noise added to its input in training ([-1, 1] units, clamped; the target stays clean); 0 = plain autoencoder", low=0),
+    Option("encoder-dropout", float, 0.2, "autoencoder: dropout in the encoder after its first and third blocks", low=0, high=1, below=True),
     Option("critic-norm", str, "layer", "normalisation in the WGAN-GP critic (never BatchNorm)", choices=("none", "layer", "instance")),
-    Option("base-width", int, 4, "BigGAN: width of the first feature map; image width = base-width x 2^upsample-layers"),
-    Option("base-height", int, 4, "BigGAN: height of the first feature map; image height = base-height x 2^upsample-layers"),
-    Option("upsample-layers", int, 4, "BigGAN: number of x2 up-sampling stages of G (and down-sampling stages of D), any number >= 1"),
-    Option("lambda-orthogonal", float, 1e-4, "weight of BigGAN's orthogonal regularisation of G's weights (0 = off)"),
-    Option("ema-decay", float, 0.9999, "decay of the moving average of G's weights that draws previews and samples (0 = off)"),
+    Option("base-width", int, 4, "BigGAN: width of the first feature map; image width = base-width x 2^upsample-layers", low=1, high=64),
+    Option("base-height", int, 4, "BigGAN: height of the first feature map; image height = base-height x 2^upsample-layers", low=1, high=64),
+    Option("upsample-layers", int, 4, "BigGAN: number of x2 up-sampling stages of G (and down-sampling stages of D), any number >= 1", low=1),
+    Option("lambda-orthogonal", float, 1e-4, "weight of BigGAN's orthogonal regularisation of G's weights (0 = off)", low=0),
+    Option("ema-decay", float, 0.9999, "decay of the moving average of G's weights that draws previews and samples (0 = off)", low=0, high=1, below=True),
     Option("truncation", float, 0.5, "truncated-normal z (|z| <= t) for previews, FID samples and `sample` (0 = off)"),
     # losses
-    Option("lambda-adversarial", float, 1.0, "weight of the adversarial term"),
-    Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target (MUNIT: within-view reconstruction; ReMIC: image consistency)"),
-    Option("lambda-l1-backward", float, 10.0, "weight of the backward (cycled) L1 (CollaGAN)"),
-    Option("lambda-gp", float, 10.0, "weight of the gradient penalty"),
-    Option("lambda-domain", float, 10.0, "weight of the domain classification terms"),
-    Option("lambda-reconstruction", float, 10.0, "weight of the cycle reconstruction L1 (StarGAN, CycleGAN)"),
-    Option("lambda-ssim", float, 10.0, "weight of the cycled SSIM term (CollaGAN)"),
-    Option("lambda-tv", float, 0.0, "weight of the total-variation term (StarGAN)"),
-    Option("lambda-latent-reconstruction", float, 1.0, "weight of the latent reconstruction (MUNIT, ReMIC)"),
-    Option("lambda-cyclic-reconstruction", float, 0.0, "weight of the cyclic reconstruction (MUNIT: back to the source view; ReMIC: every view, hidden ones included, from sampled styles)"),
-    Option("lambda-palette", float, 0.0, "weight of the palette coverage term"),
-    Option("lambda-histogram", float, 0.0, "weight of the histogram term (CollaGAN)"),
-    Option("lambda-selection", float, 1.0, "weight of the pixel-selection cross-entropy (CollaGAN --target-prior select)"),
-    Option("lambda-regularization", float, 0.0, "effective L2 weight-decay coefficient on generator kernels"),
-    Option("lambda-kl", float, 0.01, "weight of the KL term (ReMIC)"),
-    Option("lambda-l1-given", float, 0.0, "weight of the L1 on the given views' reconstructions (yamata; inference copies given views)"),
+    Option("lambda-adversarial", float, 1.0, "weight of the adversarial term", low=0),
+    Option("lambda-l1", float, 100.0, "weight of the forward L1 to the target (MUNIT: within-view reconstruction; ReMIC: image consistency)", low=0),
+    Option("lambda-l1-backward", float, 10.0, "weight of the backward (cycled) L1 (CollaGAN)", low=0),
+    Option("lambda-gp", float, 10.0, "weight of the gradient penalty", low=0),
+    Option("lambda-domain", float, 10.0, "weight of the domain classification terms", low=0),
+    Option("lambda-reconstruction", float, 10.0, "weight of the cycle reconstruction L1 (StarGAN, CycleGAN)", low=0),
+    Option("lambda-ssim", float, 10.0, "weight of the cycled SSIM term (CollaGAN)", low=0),
+    Option("lambda-tv", float, 0.0, "weight of the total-variation term (StarGAN)", low=0),
+    Option("lambda-latent-reconstruction", float, 1.0, "weight of the latent reconstruction (MUNIT, ReMIC)", low=0),
+    Option("lambda-cyclic-reconstruction", float, 0.0, "weight of the cyclic reconstruction (MUNIT: back to the source view; ReMIC: every view, hidden ones included, from sampled styles)", low=0),
+    Option("lambda-palette", float, 0.0, "weight of the palette coverage term", low=0),
+    Option("lambda-histogram", float, 0.0, "weight of the histogram term (CollaGAN)", low=0),
+    Option("lambda-selection", float, 1.0, "weight of the pixel-selection cross-entropy (CollaGAN --target-prior select)", low=0),
+    Option("lambda-regularization", float, 0.0, "effective L2 weight-decay coefficient on generator kernels", low=0),
+    Option("lambda-kl", float, 0.01, "weight of the KL term (ReMIC)", low=0),
+    Option("lambda-l1-given", float, 0.0, "weight of the L1 on the given views' reconstructions (yamata; inference copies given views)", low=0),
     # imputation specifics
     Option("input-dropout", str, "none", "input dropout strategy (CollaGAN, ReMIC)",
            choices=("none", "original", "aggressive", "balanced", "conservative", "curriculum")),
@@ -138,14 +148,14 @@ OPTIONS: list[Option] = [
     Option("shuffled-batches", bool, False, "discriminate real and fake shuffled together (CollaGAN)"),
     Option("palette-quantization", bool, False, "quantise outputs to the characters' palettes (CollaGAN)"),
     Option("annealing", str, "linear", "temperature annealing for palette quantisation", choices=("none", "linear", "cosine", "expcosine")),
-    Option("temperature", float, 0.1, "initial temperature of palette quantisation"),
-    Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step"),
+    Option("temperature", float, 0.1, "initial temperature of palette quantisation", low=0),
+    Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step", low=0, high=1),
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     Option("domain-a", str, "", "folder of pictures to turn into pixel art (PNG/JPEG, any size, fitted into --image-size); "
            "pix2pix-pairs pairs them by file name with the pixel art of --dataset FOLDER (cyclegan, pix2pix-pairs)"),
-    Option("generator-blocks", int, 9, "residual blocks of the CycleGAN ResNet generator (the reference: 9, or 6)"),
-    Option("pool-size", int, 50, "generated images each CycleGAN discriminator also learns from (image history; 0 = off)"),
-    Option("lambda-identity", float, 0.5, "weight of the CycleGAN identity L1, relative to --lambda-reconstruction (0 = off)"),
+    Option("generator-blocks", int, 9, "residual blocks of the CycleGAN ResNet generator (the reference: 9, or 6)", low=1, high=64),
+    Option("pool-size", int, 50, "generated images each CycleGAN discriminator also learns from (image history; 0 = off)", low=0),
+    Option("lambda-identity", float, 0.5, "weight of the CycleGAN identity L1, relative to --lambda-reconstruction (0 = off)", low=0),
 ]
 BY_NAME = {option.name: option for option in OPTIONS}
 BY_KEY = {option.key: option for option in OPTIONS}
@@ -165,23 +175,46 @@ class Config(dict):
         return {key.replace("_", "-"): value for key, value in sorted(self.items()) if value is not None}
 
 
-def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a TOML config file of flag names (dashes or underscores) to values."""
+LEGACY = {"checkpoint_steps": (0, None)}
+"""Values older runs recorded that the table no longer takes, and what they meant (0: --evaluate-steps)."""
+
+RUN_RECORD_KEYS = {"versions", "resumed"}
+"""Tables a run's configuration.toml holds besides options (ignored when it is read as --config)."""
+
+
+def load_toml_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; missing, not a regular file, not UTF-8 or not TOML: one line."""
+    from spriteforge.imageio import require_regular_file
+
+    if not os.path.exists(path):
+        raise SpriteForgeError(f"{path}: {what} not found")
+    require_regular_file(path, f"a {what}")
     try:
         with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise SpriteForgeError(f"{path}: config file not found") from None
+            return tomllib.load(handle)
+    except UnicodeDecodeError as error:
+        raise SpriteForgeError(f"{path}: not UTF-8 text (byte {error.start}); save the {what} as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise SpriteForgeError(f"{path}: not valid TOML ({error})") from None
+    except OSError as error:
+        raise SpriteForgeError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML config file of flag names (dashes or underscores) to values."""
+    raw = load_toml_file(path, "config file")
     values = {}
     for name, value in raw.items():
         key = name.replace("-", "_")
+        if key in RUN_RECORD_KEYS:  # a run's configuration.toml given as --config
+            continue
         if key == "model":
             values[key] = value
             continue
         if key not in BY_KEY:
             raise SpriteForgeError(f"{path}: unknown option '{name}'")
+        if key in LEGACY and value == LEGACY[key][0]:
+            continue
         values[key] = coerce(BY_KEY[key], value, f"{path}: ")
     return values
 
@@ -202,7 +235,33 @@ def coerce(option: Option, value: Any, where: str = "") -> Any:
         raise SpriteForgeError(f"{where}--{option.name} expects {option.kind.__name__}, got {value!r}") from None
     if option.choices and value not in option.choices:
         raise SpriteForgeError(f"{where}--{option.name} must be one of {', '.join(option.choices)}, got '{value}'")
+    if option.kind in (int, float) and value is not None:
+        check_range(option, value, where)
     return value
+
+
+def check_range(option: Option, value: float, where: str = "") -> None:
+    """The option table's bounds: a finite number within [low, high] (ends exclusive where marked)."""
+    if not math.isfinite(value):
+        raise SpriteForgeError(f"{where}--{option.name} must be a finite number, got {value}")
+    too_low = option.low is not None and (value <= option.low if option.above else value < option.low)
+    too_high = option.high is not None and (value >= option.high if option.below else value > option.high)
+    if too_low or too_high:
+        raise SpriteForgeError(f"{where}--{option.name} must {describe_range(option)}, got {value}")
+
+
+def describe_range(option: Option) -> str:
+    """The bounds as the rest of a sentence: "be positive", "not be negative", "be in [0, 1)"."""
+    low, high = option.low, option.high
+    if low == 0 and high is None:
+        return "be positive" if option.above else ("not be negative" if option.kind is float else "be at least 0")
+    if low is not None and high is not None and option.kind is int:
+        return f"be at least {low:g} and at most {high:g}"
+    if low is not None and high is not None:
+        return f"be in {'(' if option.above else '['}{low:g}, {high:g}{')' if option.below else ']'}"
+    if low is not None:
+        return f"be {'above' if option.above else 'at least'} {low:g}"
+    return f"be {'below' if option.below else 'at most'} {high:g}"
 
 
 def resolve(model: str, uses: frozenset[str], model_defaults: dict[str, Any], given: dict[str, Any],

@@ -376,8 +376,10 @@ class Pixelated:
 
 
 def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.ndarray | None = None, clean: bool = False,
-             outline: bool = False, background: str | None = None, seed: int = 0) -> Pixelated:
+             outline: bool = False, background: str | None = None, seed: int = 0, scale: int = 1) -> Pixelated:
     """Turn a picture (uint8 RGBA) into clean pixel art: background, alpha, grid or downscale, palette, clean-up.
+
+    `scale`: the upscale it will be written at; an output over imageio.MAX_OUTPUT_PIXELS is refused early.
 
     With a grid, the result has one pixel per art pixel whatever `size`; without one, the longest side
     becomes `size`. `palette` ([N, 3]) replaces k-means (then `colours` is not used). `outline` cleans too.
@@ -388,6 +390,7 @@ def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.nd
     rgba = binarize_alpha(rgba)
     grid = detect_grid(rgba)
     small = sample_grid(rgba, grid) if grid else downscale(rgba, size)
+    imageio.check_output_size(small.shape[0] * scale, small.shape[1] * scale)  # before the palette work
     if palette is not None:
         palette = np.asarray(palette, np.uint8).reshape(-1, 3)
         small = apply_palette(small, palette)
@@ -408,7 +411,8 @@ def pixelate_file(source: str | Path, out: str | Path, size: int = 64, colours: 
         raise SpriteForgeError(f"--size must be at least 1 (got {size})")
     palette = palette_option(palette_file, indexed)
     rgba, reduced_by = imageio.load_image(source)
-    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background, seed=seed)
+    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background,
+                      seed=seed, scale=scale)
     save_pixelated(result, out, reduced_by, indexed=indexed, scale=scale, palette=palette)
     return result
 

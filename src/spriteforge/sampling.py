@@ -47,6 +47,10 @@ def sample_files(model_path, out: Path, count: int = 64, view: str | None = None
         if view not in config.domains:
             raise SpriteForgeError(f"--view {view}: this model's views are {', '.join(config.domains)}")
         views = torch.full((count,), list(config.domains).index(view), device=device)
+    columns = count if interpolate else math.ceil(math.sqrt(count))
+    height, width = model.image_size if isinstance(model.image_size, tuple) else (model.image_size, model.image_size)
+    rows_needed = math.ceil(count / columns)
+    imageio.check_output_size((rows_needed * (height + 2) + 2) * scale, (columns * (width + 2) + 2) * scale, "the grid")  # before drawing
     noise = latent_vectors(model, count, seed, interpolate, truncation).to(device)
     images = imageio.to_uint8(model.sample(noise, views))
     if binary_alpha and images.shape[-1] == 4:

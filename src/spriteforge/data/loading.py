@@ -85,14 +85,27 @@ def synthetic_splits(image_size: int = 64, domain_count: int = 4, count: int = S
 def _cached_split(folder: Path, split: str, domains: tuple[str, ...], name: str) -> CharacterSet:
     """Decode a named dataset's PNGs once and keep a .npy beside them (misc has 49k files)."""
     cache = folder / f".cache-{split}-{'-'.join(domains)}.npy"
-    if cache.exists():
-        images = np.load(cache)
-    else:
+    images = _load_cache(cache, len(domains))
+    if images is None:  # none yet, or truncated or damaged (a crash, a full disk): decode the PNGs again
         images = _read_split(folder, split, domains)
-        with atomic_write(cache) as temporary:
-            with open(temporary, "wb") as handle:
-                np.save(handle, images)
+        try:
+            with atomic_write(cache) as temporary:
+                with open(temporary, "wb") as handle:
+                    np.save(handle, images)
+        except SpriteForgeError:
+            pass  # a read-only data directory: the cache only saves time
     return CharacterSet(images, [f"{name}/{split}/{i}" for i in range(len(images))])
+
+
+def _load_cache(cache: Path, domain_count: int) -> np.ndarray | None:
+    """The decoded split cached beside the PNGs, or None when it is missing, truncated or not ours."""
+    try:
+        images = np.load(cache, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if images.dtype != np.uint8 or images.ndim != 5 or images.shape[1] != domain_count or images.shape[-1] != 4:
+        return None
+    return images
 
 
 def _read_split(folder: Path, split: str, domains: tuple[str, ...]) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -104,20 +105,69 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+COMPLETE = ".complete"
+"""Written last into an extracted dataset: the archive's name and the number of files it holds."""
+LOCK_WAIT_SECONDS = 3600
+
+
 def ensure_extracted(name: str, directory: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
-    """Return the folder holding the extracted dataset, extracting or downloading it first if needed."""
+    """Return the folder holding the extracted dataset, extracting or downloading it first if needed.
+
+    Processes sharing a data directory take turns (an exclusive lock per dataset): one extracts into
+    its own staging folder, checks the file count against the archive and only then marks the folder
+    complete; the others wait and use its result.
+    """
     dataset = NAMED_DATASETS[name]
     root = data_dir(directory)
     target = root / name
-    if (target / ".complete").exists():
+    if is_complete(target):
         return target
-    archive = find_archive(dataset)
-    if archive is None:
-        if not allow_download:
-            raise SpriteForgeError(_missing_message(dataset, root))
-        archive = download(dataset, root)
-    extract(archive, target, dataset.sha256)
+    from filelock import FileLock, Timeout
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(root / f".{name}.lock"), timeout=LOCK_WAIT_SECONDS)
+        lock.acquire()
+    except Timeout:
+        raise SpriteForgeError(f"{root / name}: another process has been extracting it for an hour; "
+                               f"stop it or delete {root / f'.{name}.lock'}") from None
+    except OSError as error:
+        raise SpriteForgeError(f"--data-dir {root}: cannot write there ({error.strerror or error}); "
+                               f"pass a writable --data-dir (or set ${DATA_DIR_VARIABLE})") from None
+    try:
+        if is_complete(target):  # another process finished while this one waited
+            return target
+        archive = find_archive(dataset)
+        if archive is None:
+            if not allow_download:
+                raise SpriteForgeError(_missing_message(dataset, root))
+            archive = download(dataset, root)
+        extract(archive, target, dataset.sha256)
+    finally:
+        lock.release()
     return target
+
+
+def is_complete(target: Path) -> bool:
+    """Whether `target` is a finished extraction: its marker is there and, when the marker records a
+    file count (all extractions since it was added), that many files are there too."""
+    marker = target / COMPLETE
+    try:
+        lines = marker.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    recorded = next((line.split()[1] for line in lines if line.startswith("files ") and len(line.split()) == 2), None)
+    if recorded is None or not recorded.isdigit():
+        return True  # an older marker: trusted as before
+    return count_files(target) == int(recorded)
+
+
+def count_files(folder: Path) -> int:
+    """Files below `folder` whose names do not start with a dot (the marker, caches and temporary files do)."""
+    total = 0
+    for _, _, files in os.walk(folder):
+        total += sum(1 for name in files if not name.startswith("."))
+    return total
 
 
 def find_archive(dataset: NamedDataset) -> Path | None:
@@ -168,23 +218,30 @@ def extract(archive: Path, target: Path, expected_sha256: str | None) -> None:
                 f"{archive}: checksum {actual[:12]}… does not match the expected {expected_sha256[:12]}…; "
                 f"the file is corrupt or a different version: delete it and download it again"
             )
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     try:
-        safe_extract(archive, staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))  # this process's own
+    except OSError as error:
+        raise SpriteForgeError(f"{target.parent}: cannot extract there ({error.strerror or error}); pass a writable --data-dir") from None
+    try:
+        expected = safe_extract(archive, staging)
+        found = count_files(staging)
+        if found != expected:
+            raise SpriteForgeError(f"{archive}: extracted {found} files of the {expected} it holds; nothing was kept, try again")
+        (staging / COMPLETE).write_text(f"{archive.name}\nfiles {expected}\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
     except zipfile.BadZipFile as error:
-        shutil.rmtree(staging, ignore_errors=True)
         raise SpriteForgeError(f"{archive}: not a valid zip archive ({error}); download it again") from None
-    except BaseException:
+    except OSError as error:
+        raise SpriteForgeError(f"{target}: extraction failed ({error.strerror or error}); nothing was kept") from None
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    (staging / ".complete").write_text(archive.name + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
 
 
-def safe_extract(archive: Path, destination: Path) -> None:
-    """Unzip refusing absolute paths, '..' escapes, links, too many entries and too many bytes."""
+def safe_extract(archive: Path, destination: Path) -> int:
+    """Unzip refusing absolute paths, '..' escapes, links, too many entries and too many bytes;
+    returns the number of files the archive holds (to check against what is on disk)."""
     destination.mkdir(parents=True, exist_ok=True)
     root = destination.resolve()
     with zipfile.ZipFile(archive) as bundle:
@@ -212,3 +269,5 @@ def safe_extract(archive: Path, destination: Path) -> None:
                     if written > MAX_EXTRACTED_BYTES:
                         raise SpriteForgeError(f"{archive}: extracted data exceeds {MAX_EXTRACTED_BYTES >> 20} MiB; refusing")
                     sink.write(block)
+        return len({(root / entry.filename).resolve() for entry in entries
+                    if not entry.is_dir() and not Path(entry.filename).name.startswith(".")})

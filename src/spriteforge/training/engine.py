@@ -7,6 +7,7 @@ the uninterrupted run, bit for bit on CPU. Learning rates are likewise computed 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shlex
@@ -24,7 +25,7 @@ import tomli_w
 import torch
 from tqdm import tqdm
 
-from spriteforge import imageio
+from spriteforge import __version__, imageio
 from spriteforge.data.augment import Augmentation
 from spriteforge.data.folders import CharacterSet
 from spriteforge.data.loading import SpriteData, is_single_folder_source, load_data
@@ -33,9 +34,17 @@ from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
+from spriteforge.options import tomllib
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.versions import versions
 
 LATEST, BEST = "latest.safetensors", "best.safetensors"
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint to resume from (the latest or a kept earlier one)."""
+    latest = Path(run_dir) / "checkpoints" / LATEST
+    return latest.is_file() or bool(ckpt.previous_checkpoints(latest))
 EVALUATION_LIMIT = 500
 
 
@@ -170,6 +179,9 @@ class Trainer:
         )
         if len(self.data.train) == 0:
             raise SpriteForgeError("the training partition is empty")
+        if config.batch > len(self.data.train):
+            raise SpriteForgeError(f"--batch {config.batch} is larger than the training split ({len(self.data.train)} characters); "
+                                   f"lower --batch to at most {len(self.data.train)}")
         if len(self.data.domains) == 1 and not model_type.accepts_single_folder():
             refuse_single_folder(config.model, "+".join(self.data.sources))
         if config.steps is None:
@@ -186,9 +198,15 @@ class Trainer:
         # Data with its own sampler (unpaired folders) draws batches itself; see SpriteModel.training_data.
         self.train_images = None if hasattr(self.data, "batch_images") else torch.from_numpy(self.data.train.images)
         self.state = RunState()
+        self.lock = None
         if resume is not None:
             self.run_dir = Path(resume)
-            self._restore(self.run_dir / "checkpoints" / LATEST)
+            self._lock_run_dir(self.run_dir)
+            imageio.remove_orphans(self.run_dir / "checkpoints")
+            if has_checkpoint(self.run_dir):
+                self._restore(self.run_dir / "checkpoints" / LATEST)
+            else:  # killed before its first checkpoint: start again from step 0 in the same folder
+                self._write_run_files(command_line or command_line_string())
         else:
             self.run_dir = self._new_run_dir()
             self._write_run_files(command_line)
@@ -198,17 +216,78 @@ class Trainer:
 
     # -- run folder -------------------------------------------------------------------------------
     def _new_run_dir(self) -> Path:
+        """Claim a run folder for this process alone: created atomically (`mkdir`), then locked.
+
+        A default name (the time) gets a -2, -3 … suffix when another run took it in the same
+        second. A named folder is refused while another process trains in it (its lock is held) or
+        when it holds a checkpoint (continue it with --resume); a named folder without a checkpoint
+        (a run killed before its first one) is started again from step 0.
+        """
         config = self.config
-        name = config.run_string or datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(config.log_folder) / (config.model_name or config.model) / config.experiment / name
-        if (run_dir / "checkpoints").exists():
+        parent = Path(config.log_folder) / (config.model_name or config.model) / config.experiment
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            if config.run_string:
+                run_dir = parent / config.run_string
+                run_dir.mkdir(exist_ok=True)
+            else:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                for number in itertools.count(1):
+                    run_dir = parent / (stamp if number == 1 else f"{stamp}-{number}")
+                    try:
+                        run_dir.mkdir()
+                        break
+                    except FileExistsError:
+                        continue
+        except OSError as error:
+            raise SpriteForgeError(imageio.io_error_message(error)) from None
+        self._lock_run_dir(run_dir)
+        if has_checkpoint(run_dir):
+            self.release()
             raise SpriteForgeError(f"{run_dir}: a run already exists there; continue it with --resume {run_dir} or pick another --run-string")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        imageio.remove_orphans(run_dir / "checkpoints")
         return run_dir
 
-    def _write_run_files(self, command_line: str) -> None:
-        with imageio.atomic_write(self.run_dir / "configuration.toml") as temporary:
-            temporary.write_text(tomli_w.dumps(self.config.to_toml_dict()))
+    def _lock_run_dir(self, run_dir: Path) -> None:
+        """Hold `run_dir/.lock` while this Trainer lives or trains: a second process is refused."""
+        from filelock import FileLock, Timeout
+
+        if not run_dir.is_dir():
+            raise SpriteForgeError(f"{run_dir}: no such run folder (checkpoint not found)")
+        lock = FileLock(str(run_dir / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise SpriteForgeError(f"{run_dir}: another spriteforge process is training in this run folder; wait for it to "
+                                   f"finish or stop it (a second one would overwrite its checkpoints)") from None
+        except OSError as error:
+            raise SpriteForgeError(imageio.io_error_message(error, run_dir / ".lock")) from None
+        self.lock = lock
+
+    def release(self) -> None:
+        """Let another process use the run folder (at the end of `run`; `run` takes it again)."""
+        if self.lock is not None:
+            self.lock.release(force=True)
+            self.lock = None
+
+    def _write_run_files(self, command_line: str, resumed: dict | None = None) -> None:
+        record = self.config.to_toml_dict()
+        path = self.run_dir / "configuration.toml"
+        history = []
+        if resumed is not None and path.is_file():
+            try:
+                history = list(tomllib.loads(path.read_text(encoding="utf-8")).get("resumed", []))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+                history = []
+        record["versions"] = versions()
+        if resumed is not None:
+            history.append(resumed)
+        if history:
+            record["resumed"] = history
+        with imageio.atomic_write(path) as temporary:
+            temporary.write_text(tomli_w.dumps(record))
+        if resumed is not None:
+            return
         (self.run_dir / "command-line.txt").write_text(command_line + "\n")
         counts = {name: parameter_count(net) for name, net in self.model.networks().items()}
         description = [f"model: {self.config.model}", f"data: {self.data.describe()}", f"device: {self.device}"]
@@ -216,7 +295,11 @@ class Trainer:
         (self.run_dir / "model-description.txt").write_text("\n".join(description) + "\n\n" + self.model.describe())
 
     def _restore(self, path: Path) -> None:
-        tensors, meta = ckpt.read_checkpoint(path)
+        path, tensors, meta = ckpt.read_newest(path, warn=lambda line: print(line, file=sys.stderr))
+        written_by = meta["versions"].get("spriteforge")
+        if written_by and written_by != __version__:
+            print(f"warning: {path} was written by SpriteForge {written_by}, this is {__version__}; "
+                  f"the run may not continue exactly", file=sys.stderr)
         if meta["model"] != self.config.model:
             raise SpriteForgeError(f"{path}: checkpoint of model '{meta['model']}', not '{self.config.model}'")
         ckpt.load_weights(self.model, tensors, path)
@@ -227,16 +310,37 @@ class Trainer:
             evaluations_without_improvement=extra.get("evaluations_without_improvement", 0),
             history=extra.get("history", []),
         )
+        changed = {key: value for key, value in self.config.items()
+                   if key in meta["config"] and meta["config"][key] != value and value is not None}
+        if changed:  # --resume with new options (--lr, --steps …): the run's configuration keeps the history
+            self._write_run_files("", resumed={
+                "step": meta["step"], "time": datetime.now().isoformat(timespec="seconds"),
+                "changed": {key.replace("_", "-"): value for key, value in sorted(changed.items())},
+                "before": {key.replace("_", "-"): meta["config"][key] for key in sorted(changed)},
+            })
 
     def save_latest(self) -> Path:
+        """Write checkpoints/latest (keeping --keep-checkpoints - 1 earlier ones); never non-finite weights."""
         extra = {
             "best_validation": self.state.best_validation, "best_step": self.state.best_step,
             "evaluations_without_improvement": self.state.evaluations_without_improvement,
             "history": self.state.history,
         }
-        path = ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra)
+        try:
+            path = ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra,
+                                        keep=self.config.get("keep_checkpoints") or 2)
+        except ckpt.NonFiniteState as error:
+            raise self.diverged(self.state.step, str(error)) from None
         self.saved_step = self.state.step
         return path
+
+    def diverged(self, step: int, cause: str) -> SpriteForgeError:
+        """The error of a run whose loss or weights went non-finite: nothing was saved over the last good checkpoint."""
+        lower = f"{self.config.lr / 10:g}"
+        kept = (f"checkpoints/latest.safetensors still holds step {self.saved_step}" if self.saved_step
+                else "no checkpoint was written yet")
+        return SpriteForgeError(f"training diverged at step {step} ({cause}); {kept}: lower --lr and resume with "
+                                f"spriteforge train --resume {self.run_dir} --lr {lower}")
 
     # -- the loop ---------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
@@ -260,6 +364,17 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> RunState:
         """Train until the configured steps (or `stop_at`), saving checkpoints. Ctrl-C or SIGTERM: the
         step in progress finishes, is saved, and `Interrupted` is raised (see StopRequest)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        config = self.config
+        if self.lock is None:
+            self._lock_run_dir(self.run_dir)
+        try:
+            return self._run(stop_at)
+        finally:
+            self.release()
+
+    def _run(self, stop_at: int | None) -> RunState:
         from torch.utils.tensorboard import SummaryWriter
 
         config = self.config
@@ -297,8 +412,7 @@ class Trainer:
                         self.writer.add_scalar("learning-rate", learning_rate, done)
                         bar.set_postfix({k.split("/")[0][0] + ":" + k.split("/")[-1][:4]: f"{v:.3g}" for k, v in losses.items() if k.endswith("total") or k.endswith("l1")})
                     if not all(math.isfinite(v) for v in losses.values()):
-                        self.save_latest()
-                        raise SpriteForgeError(f"training diverged at step {done} (a loss is not finite); lower --lr and resume or restart")
+                        raise self.diverged(done, "a loss is not finite")
                     if done == 1 or done % config.evaluate_steps == 0 or done == self.total_steps:
                         stop = self.evaluate(done, losses)
                         if stop:
@@ -419,7 +533,7 @@ class Trainer:
         """Restore the best generator (if any), write test images, exports and a summary."""
         config = self.config
         best_path = self.run_dir / "checkpoints" / BEST
-        summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1)}
+        summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1), "versions": versions()}
         if self.state.history:
             summary["last_evaluation"] = self.state.history[-1]
         if best_path.exists():
