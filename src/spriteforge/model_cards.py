@@ -10,10 +10,11 @@ from safetensors.torch import save_file
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write
+from spriteforge.options import BY_KEY
 from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, CANDIDATES, find_checkpoint
 from spriteforge.training import checkpoint as ckpt
 
-# Options that describe the machine a run was trained on, not the model: left out of packed weights.
+# Options that describe the machine a run was trained on, not the model: reset to their defaults in packed weights.
 MACHINE_OPTIONS = ("data_dir", "log_folder", "gpu", "vram", "profile", "verbose")
 
 
@@ -89,9 +90,12 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
     networks = model_class(meta["model"]).inference_networks
     kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
             for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
-    config = {key: value for key, value in meta["config"].items() if key not in MACHINE_OPTIONS}
+    config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in meta["config"].items()}
+    from spriteforge.versions import versions
+
     metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
-                "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps({**meta["extra"]})}
+                "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps(meta["extra"]),
+                "checksum": ckpt.tensor_checksum(kept), "versions": json.dumps(versions())}
     if out.suffix != ".safetensors":
         raise SpriteForgeError(f"{out}: packed weights are a .safetensors file; name it {out.with_suffix('.safetensors').name}")
     with atomic_write(out) as temporary:
