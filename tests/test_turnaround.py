@@ -10,6 +10,7 @@ from PIL import Image
 
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
+from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
 from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, allowed_candidates, candidates, mirror_characters,
                                            sample_given, source_targets)
@@ -170,3 +171,17 @@ def test_protocol_draws_once_per_given_set_with_the_same_results():
     slow = run_protocol({"m": OneViewAtATime()}, images, selected=("l1", "palette"))
     assert len(calls) == 14 + 28
     assert fast["systems"]["m"]["cases"] == slow["systems"]["m"]["cases"]
+
+
+def test_packed_weights_translate_and_evaluate(tmp_path):
+    """`models pack` keeps what inference needs (16-bit, no optimiser state, no machine paths)."""
+    run = _trainer(tmp_path, "packed")
+    run.run()
+    packed = tmp_path / "small.safetensors"
+    assert main_ok(["models", "pack", str(run.run_dir), str(packed)])
+    assert packed.stat().st_size < (run.run_dir / "checkpoints" / "latest.safetensors").stat().st_size / 4
+    model, config = load_for_inference(packed)
+    assert config.data_dir == "" and config.log_folder == "output"
+    result = run_cli("evaluate", packed, "--dataset", "synthetic", "--limit", 2, "--metrics", "l1,palette", "--out", tmp_path / "ev", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ev" / "evaluation.json").is_file()
