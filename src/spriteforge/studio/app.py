@@ -234,7 +234,7 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
         columns = int(np.ceil(np.sqrt(count)))
         rows = [images[start : start + columns] for start in range(0, count, columns)]
         rows[-1] = rows[-1] + [np.zeros_like(images[0])] * (columns - len(rows[-1]))
-        names = [[f"sample{r * columns + c}" for c in range(columns)] for r in range(len(rows))]
+        names = [[f"sample{r * columns + c}" for c in range(columns) if r * columns + c < count] for r in range(len(rows))]
         files = sheet_files(rows, names, [f"row{r}" for r in range(len(rows))], "samples", max(1, min(zoom, 16)))
         return answer(files, {"samples": "samples.png"}, f"{loaded.kind}: {count} new characters, seed {seed}")
 
