@@ -3,6 +3,11 @@ and `spriteforge studio` binding 127.0.0.1 unless --host (then a warning)."""
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -122,3 +127,26 @@ def test_serve_binds_localhost_and_warns_for_other_hosts(monkeypatch):
     assert calls[-1] == ("127.0.0.1", 8123) and not any("warning" in line for line in lines)
     studio.serve(port=8124, host="0.0.0.0", open_browser=False, echo=lines.append)
     assert calls[-1] == ("0.0.0.0", 8124) and any(line.startswith("warning: serving on 0.0.0.0") for line in lines)
+
+
+def test_the_studio_command_serves_localhost(tmp_path):
+    pytest.importorskip("uvicorn", reason="the studio extra is not installed (pip install -e '.[studio]')")
+    process = subprocess.Popen([sys.executable, "-m", "spriteforge", "studio", "--port", "0", "--no-browser", "--model", str(tmp_path)],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stderr.readline()
+        match = re.search(r"SpriteForge Studio on (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = get(match.group(1))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the studio did not answer"
+                time.sleep(0.2)
+        assert b"SpriteForge Studio" in page
+        assert json.loads(get(match.group(1) + "api/config"))["model"] == str(tmp_path)
+    finally:
+        process.terminate()
+        process.wait(10)
