@@ -53,9 +53,16 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
+    from spriteforge.inference import BUNDLED, BUNDLED_FOLDER
+
     root = tmp_path_factory.mktemp("browser-runs")
-    with running_studio(str(tiny_run(root / "t", size=64)), str(tiny_run(root / "d", "dcgan", size=64))) as url:
-        yield url
+    # the bundled model where it is installed (real drawings in the screenshots), else a 2-step run of the same size
+    model = "default" if (BUNDLED_FOLDER / BUNDLED["default"]).is_file() else str(tiny_run(root / "t", size=64))
+    import spriteforge
+
+    size = spriteforge.load_model(model).image_size
+    with running_studio(model, str(tiny_run(root / "d", "dcgan", size=64))) as url:
+        yield url, size
 
 
 def wait_for(condition, seconds: float = 30, what: str = "the page"):
@@ -99,7 +106,8 @@ def message(driver) -> tuple[str, str]:
 
 
 def test_views_upload_draw_and_download_the_sheet(browser, studio, tmp_path):
-    hero = generate_characters(1, seed=11, size=64)[0]
+    studio, size = studio
+    hero = generate_characters(1, seed=11, size=size)[0]
     imageio.save_png(hero[2], tmp_path / "hero-front.png")
     open_page(browser, studio)
     browser.find_element("id", "views-front").send_keys(str(tmp_path / "hero-front.png"))
@@ -110,8 +118,8 @@ def test_views_upload_draw_and_download_the_sheet(browser, studio, tmp_path):
     assert message(browser)[0] == "info" and "drew 3 views" in message(browser)[1]
     snap(browser, tmp_path, "studio-views")
     sheet = download(browser, "views-downloads-sheet-png", "sheet.png")
-    assert sheet.format == "PNG" and sheet.mode == "RGBA" and sheet.size == (256, 64)
-    assert np.array_equal(np.array(sheet)[:, 128:192], hero[2])  # the given front, kept exactly
+    assert sheet.format == "PNG" and sheet.mode == "RGBA" and sheet.size == (4 * size, size)
+    assert np.array_equal(np.array(sheet)[:, 2 * size : 3 * size], hero[2])  # the given front, kept exactly
     gif = download(browser, "views-downloads-turnaround-gif", "turnaround.gif")
     assert gif.n_frames == 4
     browser.find_element("id", "tab-downloads").click()
@@ -120,6 +128,7 @@ def test_views_upload_draw_and_download_the_sheet(browser, studio, tmp_path):
 
 
 def test_pixelate_in_the_browser(browser, studio, tmp_path):
+    studio, _ = studio
     art = generate_characters(1, seed=12, size=32)[0, 1]
     imageio.save_png(imageio.upscale(art, 6), tmp_path / "big.png")
     open_page(browser, studio)
@@ -136,6 +145,7 @@ def test_pixelate_in_the_browser(browser, studio, tmp_path):
 
 
 def test_new_characters_in_the_browser(browser, studio, tmp_path):
+    studio, _ = studio
     open_page(browser, studio)
     browser.find_element("id", "tab-new").click()
     browser.find_element("id", "new-run").click()
@@ -144,6 +154,7 @@ def test_new_characters_in_the_browser(browser, studio, tmp_path):
 
 
 def test_a_bad_upload_shows_a_message(browser, studio, tmp_path):
+    studio, _ = studio
     (tmp_path / "notes.png").write_text("these are notes, not a picture")
     open_page(browser, studio)
     browser.find_element("id", "views-front").send_keys(str(tmp_path / "notes.png"))
