@@ -117,6 +117,7 @@ def export_onnx(location, out: str | Path, opset: int = OPSET) -> tuple[Path, di
         except Exception as error:  # the exporter raises many kinds; say which model failed, in one line
             message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise SpriteForgeError(f"{config.model}: ONNX export failed ({message}); this model's generator may not be exportable yet") from None
+    input_names = graph_inputs(out, input_names)
     description = {"model": config.model, "views": list(config.domains), "image_size": config.image_size,
                    "channels": config.output_channels, "inputs": input_names, "outputs": output_names, "opset": opset,
                    "range": "[-1, 1]; uint8 = round((x + 1) * 127.5)",
@@ -125,6 +126,17 @@ def export_onnx(location, out: str | Path, opset: int = OPSET) -> tuple[Path, di
     with imageio.atomic_write(out.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return out, description
+
+
+def graph_inputs(path: Path, names: list[str]) -> list[str]:
+    """The inputs the written graph really has (tracing drops one the generator ignores, e.g. stargan's
+    `available`); `names` when the onnx package is not installed to read them."""
+    try:
+        import onnx
+    except ImportError:
+        return names
+    kept = {item.name for item in onnx.load(str(path), load_external_data=False).graph.input}
+    return [name for name in names if name in kept]
 
 
 def compare_with_torch(location, onnx_path: str | Path, batch: int = 3) -> float:
@@ -138,7 +150,12 @@ def compare_with_torch(location, onnx_path: str | Path, batch: int = 3) -> float
     with torch.no_grad():
         expected = wrapper(*inputs).numpy()
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {name: value.numpy() for name, value in zip(input_names, inputs)})[0]
+    used = {item.name for item in session.get_inputs()}  # a generator that ignores an input has it traced away
+    try:
+        got = session.run(None, {name: value.numpy() for name, value in zip(input_names, inputs) if name in used})[0]
+    except Exception as error:  # onnxruntime's own exception types; one line for the user
+        raise SpriteForgeError(f"{config.model}: onnxruntime could not run the exported graph on a batch of {batch} "
+                               f"({str(error).strip().splitlines()[0][-160:]}); this model's graph is not usable as exported") from None
     if got.shape != expected.shape:
         raise SpriteForgeError(f"ONNX output shape {got.shape} differs from PyTorch's {expected.shape}")
     return float(abs(got - expected).max())
