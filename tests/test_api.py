@@ -45,7 +45,9 @@ def test_a_notebook_session(runs, tmp_path):
     many = model.translate_many([{"front": hero[2]}, {"left": mage[1], "back": mage[0]}])
     assert np.array_equal(np.array(many[0]["back"]), np.array(views["back"])) and np.array_equal(np.array(many[1]["left"]), mage[1])
     palette = np.array([[0, 0, 0], [255, 255, 255], [200, 40, 40]], np.uint8)
-    snapped = np.array(model.translate({"front": front}, palette=palette)["back"])
+    from spriteforge.palettes import write_palette
+
+    snapped = np.array(model.translate({"front": front}, palette=write_palette(palette, tmp_path / "three.gpl"))["back"])
     opaque = snapped[snapped[..., 3] == 255][:, :3]
     assert all(tuple(colour) in {(0, 0, 0), (255, 255, 255), (200, 40, 40)} for colour in opaque)
     sheet = spriteforge.sheet(many)
