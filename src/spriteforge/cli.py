@@ -207,7 +207,7 @@ def _train_pairs(config, given: dict) -> None:
 @click.option("--separate", is_flag=True, help="also write one PNG per view beside --out")
 @click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
 @click.option("--palette-from", type=click.Path(dir_okay=False), default=None,
-              help="force a palette (PNG: its opaque pixels' colours; or a text file, one #rrggbb per line; ≤ 256 colours): "
+              help="force a palette (.gpl, .pal, a text file of #rrggbb lines, or a PNG: its opaque pixels' colours; ≤ 256 colours): "
                    "collagan --palette-quantization draws with it, other models' views are snapped to it (nearest RGB), given views too")
 @click.option("--indexed", is_flag=True, help="write indexed (P-mode) PNGs with the exact palette, index 0 transparent (≤ 255 colours)")
 @click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
@@ -327,7 +327,7 @@ def sample(model_path, count, view, seed, interpolate, truncation, out, scale, s
 @click.option("--seed", default=None, type=int, help="with --from-sample: seed of the latent vectors (default 0)")
 @click.option("--view", default=None, help="with --from-sample: draw this view (conditional models only)")
 @click.option("--palette-from", type=click.Path(dir_okay=False), default=None,
-              help="snap the outputs to this palette (PNG: its opaque colours; or one #rrggbb per line); alpha is binarised")
+              help="snap the outputs to this palette (.gpl, .pal, one #rrggbb per line, or a PNG: its opaque colours); alpha is binarised")
 @click.option("--input-palette", is_flag=True, help="snap each output to its input's own opaque colours; alpha is binarised")
 @click.option("--colors", "colors", default=None, type=click.IntRange(1, 255), help="reduce each output to this many colours (k-means in CIELAB); alpha is binarised")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
@@ -355,26 +355,28 @@ def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, i
 
 # -- pixelate -------------------------------------------------------------------------------------
 @cli.command()
-@click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+@click.argument("inputs", nargs=-1, required=True, metavar="PICTURE|FOLDER...")
+@click.option("--out", "out", required=True, type=click.Path(), help="PNG to write (one picture) or folder for <name>.png (several, or a folder)")
 @click.option("--size", default=64, show_default=True, type=click.IntRange(1, 4096), help="longest side when no pixel grid is found")
 @click.option("--colors", "colors", default=16, show_default=True, type=click.IntRange(1, 255), help="palette size (k-means in CIELAB)")
-@click.option("--palette", "palette_file", type=click.Path(dir_okay=False), help="use this palette instead: a PNG (its opaque colours) or hex lines")
+@click.option("--palette", "palette_file", type=click.Path(dir_okay=False), help="use this palette instead: .gpl, .pal, hex lines or a PNG (its opaque colours)")
+@click.option("--pixel-size", "pixel_size", default=None, type=click.IntRange(1, 4096), help="force the art's pixel grid: one output pixel per N×N picture pixels (default: detect it)")
 @click.option("--outline", is_flag=True, help="remove stray pixels, fill pinholes and add a 1-px outline in the darkest colour")
 @click.option("--clean", is_flag=True, help="remove stray pixels and fill pinholes only")
 @click.option("--background", type=click.Choice(["none", "auto"]), default="none", show_default=True, help="auto: a uniform border colour becomes transparent")
 @click.option("--indexed", is_flag=True, help="write a palette (P-mode) PNG, index 0 transparent")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNG")
 @click.option("--seed", default=0, type=int, help="k-means seed")
-def pixelate(image, out, size, colors, palette_file, outline, clean, background, indexed, scale, seed):
-    """Clean pixel art from IMAGE: snap to its pixel grid (or downscale), limit the palette, binarise alpha."""
-    from spriteforge.pixelart import pixelate_file
+def pixelate(inputs, out, size, colors, palette_file, pixel_size, outline, clean, background, indexed, scale, seed):
+    """Clean pixel art from pictures (files or folders): snap to the pixel grid (or downscale), limit the palette, binarise alpha."""
+    from spriteforge.pixelart import pixelate_files
 
-    _guard_out(out, image, palette_file)
-    result = pixelate_file(image, out, size=size, colours=colors, palette_file=palette_file, clean=clean, outline=outline,
-                           indexed=indexed, scale=scale, background=None if background == "none" else background, seed=seed)
-    click.echo(f"{image}: {result.describe()}", err=True)
-    click.echo(out)
+    _guard_out(out, *inputs, palette_file)
+    written = pixelate_files(list(inputs), out, echo=lambda line: click.echo(line, err=True), size=size, colours=colors,
+                             palette_file=palette_file, clean=clean, outline=outline, indexed=indexed, scale=scale,
+                             background=None if background == "none" else background, seed=seed, pixel_size=pixel_size)
+    for path in written:
+        click.echo(str(path))
 
 
 # -- stylize -------------------------------------------------------------------------------------
@@ -384,7 +386,7 @@ def pixelate(image, out, size, colors, palette_file, outline, clean, background,
 @click.option("--out", "out", required=True, type=click.Path(), help="PNG to write (one picture) or folder for <name>.png (several, or a folder)")
 @click.option("--size", default=None, type=click.IntRange(1, 512), help="longest side of the pixel art (default: the model's image size)")
 @click.option("--colors", "colors", default=16, show_default=True, type=click.IntRange(1, 255), help="palette size (k-means in CIELAB)")
-@click.option("--palette", "palette_file", type=click.Path(dir_okay=False), help="use this palette instead: a PNG (its opaque colours) or hex lines")
+@click.option("--palette", "palette_file", type=click.Path(dir_okay=False), help="use this palette instead: .gpl, .pal, hex lines or a PNG (its opaque colours)")
 @click.option("--outline", is_flag=True, help="remove stray pixels, fill pinholes and add a 1-px outline in the darkest colour")
 @click.option("--clean", is_flag=True, help="remove stray pixels and fill pinholes only")
 @click.option("--indexed", is_flag=True, help="write palette (P-mode) PNGs, index 0 transparent")
@@ -547,6 +549,66 @@ def experiment(grid_file, dry_run, only, output, evaluate_metrics, python):
     click.echo(f"results: {csv_path} {md_path}", err=True)
     if failed:
         raise SpriteForgeError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed[:3])}{', …' if len(failed) > 3 else ''}); see {grid.output / 'logs'}, fix, and run the same command again")
+
+
+# -- export, palettes, studio ---------------------------------------------------------------------
+@cli.command("export")
+@click.argument("model_path", metavar="RUN")
+@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx"]), help="what to write")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="file to write (model.onnx); a description goes beside it (.json)")
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(13, 23), help="ONNX opset")
+@click.option("--check", is_flag=True, help="run the graph in onnxruntime and print its max abs difference from PyTorch")
+def export_command(model_path, fmt, out, opset, check):
+    """Export the generator of RUN (run folder, checkpoint or `default`) for game engines and runtimes (ONNX)."""
+    from spriteforge.export import compare_with_torch, export_onnx
+
+    path, description = export_onnx(model_path, out, opset=opset)
+    click.echo(f"{description['model']}: inputs {', '.join(description['inputs'])} -> {', '.join(description['outputs'])}", err=True)
+    if description["note"]:
+        click.echo(f"note: {description['note']}", err=True)
+    if check:
+        click.echo(f"onnxruntime vs PyTorch: max abs difference {compare_with_torch(model_path, path):.3g}", err=True)
+    click.echo(str(path))
+
+
+@cli.group()
+def palette() -> None:
+    """Read, convert and show palette files (GIMP .gpl, JASC .pal, hex .hex/.txt, PNG swatches)."""
+
+
+@palette.command("convert")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("target", type=click.Path(dir_okay=False))
+def palette_convert(source, target):
+    """Convert palette SOURCE to TARGET, the format named by TARGET's extension (.gpl, .pal, .hex, .txt, .png)."""
+    from spriteforge.palettes import convert_palette
+
+    path, count = convert_palette(source, target)
+    click.echo(f"{count} colours", err=True)
+    click.echo(str(path))
+
+
+@palette.command("show")
+@click.argument("source", type=click.Path(dir_okay=False))
+def palette_show(source):
+    """Print the colours of a palette file (or a PNG's opaque colours) as hex lines."""
+    from spriteforge.palettes import palette_text, read_palette
+
+    click.echo(palette_text(read_palette(source), "hex"), nl=False)
+
+
+@cli.command()
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535), help="port to serve on (0: any free port)")
+@click.option("--host", default=None, help="address to bind (default 127.0.0.1, this computer only)")
+@click.option("--no-browser", is_flag=True, help="do not open the page in a web browser")
+@click.option("--model", "model_path", default="default", show_default=True, help="imputation model the Views tab starts with")
+@click.option("--sampler", default=None, help="sampling run the New characters tab starts with")
+def studio(port, host, no_browser, model_path, sampler):
+    """SpriteForge Studio: a local web app for views, pixelation, new characters and downloads (pip install -e ".[studio]")."""
+    from spriteforge.studio import serve
+
+    serve(port=port, host=host, open_browser=not no_browser, model=model_path, sampler=sampler,
+          echo=lambda line: click.echo(line, err=True))
 
 
 MEMORY_FLAGS = {

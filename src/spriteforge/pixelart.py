@@ -116,6 +116,17 @@ def detect_grid(rgba: np.ndarray, max_cell: int | None = None) -> Grid | None:
     return None
 
 
+def forced_grid(rgba: np.ndarray, cell: int) -> Grid | None:
+    """A grid of the given cell size (≥ 1; 1 keeps every pixel), aligned where the edges say."""
+    if cell < 1 or cell > min(rgba.shape[:2]):
+        raise SpriteForgeError(f"--pixel-size {cell}: must be from 1 to the picture's shorter side ({min(rgba.shape[:2])})")
+    if cell == 1:
+        return Grid(1, 0, 0)
+    offset_x, _ = _best_offset(_edge_mass(rgba, 1), cell)
+    offset_y, _ = _best_offset(_edge_mass(rgba, 0), cell)
+    return Grid(cell, offset_x, offset_y)
+
+
 def _pack(rgba: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgba, dtype=np.uint8).view(np.uint32)[..., 0]
 
@@ -277,11 +288,15 @@ _HEX_LINE = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
 def read_palette(path: str | Path) -> np.ndarray:
-    """A palette as [N, 3] uint8 from a PNG (its opaque pixels' distinct colours, in reading order)
-    or a text file of hex colours, one per line (`#ff8800` or `ff8800`; blank and `;` lines skipped)."""
+    """A palette as [N, 3] uint8 from a GIMP .gpl or JASC .pal file (see `spriteforge.palettes`), a PNG
+    (its opaque pixels' distinct colours, in reading order) or a text file of hex colours, one per line (`#ff8800` or `ff8800`; blank and `;` lines skipped)."""
     path = Path(path)
     if not path.is_file():
         raise SpriteForgeError(f"{path}: palette file not found")
+    from spriteforge.palettes import is_editor_palette, read_editor_palette
+
+    if is_editor_palette(path):  # GIMP .gpl or JASC .pal
+        return read_editor_palette(path)
     if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
         image, _ = imageio.load_image(path)
         opaque = image[image[..., 3] >= 128][:, :3]
@@ -376,19 +391,22 @@ class Pixelated:
 
 
 def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.ndarray | None = None, clean: bool = False,
-             outline: bool = False, background: str | None = None, seed: int = 0, scale: int = 1) -> Pixelated:
+             outline: bool = False, background: str | None = None, seed: int = 0, scale: int = 1,
+             pixel_size: int | None = None) -> Pixelated:
     """Turn a picture (uint8 RGBA) into clean pixel art: background, alpha, grid or downscale, palette, clean-up.
 
     `scale`: the upscale it will be written at; an output over imageio.MAX_OUTPUT_PIXELS is refused early.
 
     With a grid, the result has one pixel per art pixel whatever `size`; without one, the longest side
     becomes `size`. `palette` ([N, 3]) replaces k-means (then `colours` is not used). `outline` cleans too.
+    `pixel_size` forces the grid's cell (in picture pixels; its offset is still found from the edges)
+    instead of detecting it, for art whose grid detection fails or picks a multiple.
     """
     source_size = rgba.shape[:2]
     if background == "auto":
         rgba = remove_background(rgba)
     rgba = binarize_alpha(rgba)
-    grid = detect_grid(rgba)
+    grid = detect_grid(rgba) if pixel_size is None else forced_grid(rgba, pixel_size)
     small = sample_grid(rgba, grid) if grid else downscale(rgba, size)
     imageio.check_output_size(small.shape[0] * scale, small.shape[1] * scale)  # before the palette work
     if palette is not None:
@@ -405,14 +423,14 @@ def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.nd
 
 def pixelate_file(source: str | Path, out: str | Path, size: int = 64, colours: int = 16, palette_file: str | Path | None = None,
                   clean: bool = False, outline: bool = False, indexed: bool = False, scale: int = 1,
-                  background: str | None = None, seed: int = 0) -> Pixelated:
+                  background: str | None = None, seed: int = 0, pixel_size: int | None = None) -> Pixelated:
     """Read, pixelate and write a lossless PNG (RGBA, or P-mode with `indexed`): the CLI's whole job."""
     if size < 1:
         raise SpriteForgeError(f"--size must be at least 1 (got {size})")
     palette = palette_option(palette_file, indexed)
     rgba, reduced_by = imageio.load_image(source)
-    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background,
-                      seed=seed, scale=scale)
+    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background, seed=seed,
+                      scale=scale, pixel_size=pixel_size)
     save_pixelated(result, out, reduced_by, indexed=indexed, scale=scale, palette=palette)
     return result
 
@@ -436,3 +454,16 @@ def save_pixelated(result: Pixelated, out: str | Path, reduced_by: int = 1, inde
     if indexed:
         return imageio.save_indexed_png(result.image, out, scale=scale, palette=palette if palette is not None else result.palette)
     return imageio.save_png(result.image, out, scale=scale)
+
+
+def pixelate_files(inputs: list[str], out: str | Path, echo=None, **options) -> list[Path]:
+    """`spriteforge pixelate` on several files and folders: one picture in → `out` is the PNG (or a folder
+    for it); else `out` is a folder of <name>.png. A picture that fails does not stop the others; the call
+    ends with one error naming how many failed and the first reason. `options` go to `pixelate_file`."""
+    from spriteforge.stylize import each_picture, input_files, output_paths
+
+    files = input_files(inputs)
+    targets = output_paths(inputs, files, Path(out))
+    palette_option(options.get("palette_file"), options.get("indexed", False))  # a bad palette fails once, up front
+    return each_picture(files, targets, lambda file, target: f"{file}: {pixelate_file(file, target, **options).describe()}",
+                        "pixelated", echo)

@@ -91,20 +91,34 @@ def stylize_files(model_path, inputs: list[str], out: str | Path, size: int | No
     device = torch_device(device)
     model, _ = load_for_inference(model_path, device, stylize=True)
     size = size or model.image_size
+
+    def work(file: Path, target: Path) -> str:
+        rgba, reduced_by = imageio.load_image(file)
+        result, side = stylize_picture(model, rgba, size, colours, palette, clean, outline, seed, device)
+        save_pixelated(result, target, reduced_by, indexed=indexed, scale=scale, palette=palette)
+        return f"{file}: {result.describe()}; generator run at {side}x{side}"
+
+    return each_picture(files, targets, work, "stylized", echo)
+
+
+def each_picture(files: list[Path], targets: list[Path], work, verb: str, echo=None) -> list[Path]:
+    """Run `work(file, target)` (returns a line for `echo`) on every picture; returns the written targets.
+
+    A picture that fails (unreadable, too large to decode) does not stop the others; the call ends with
+    one error naming how many failed and the first reason, after writing the rest.
+    """
     written, failures = [], []
     for file, target in zip(files, targets):
         try:
-            rgba, reduced_by = imageio.load_image(file)
-            result, side = stylize_picture(model, rgba, size, colours, palette, clean, outline, seed, device)
-            save_pixelated(result, target, reduced_by, indexed=indexed, scale=scale, palette=palette)
+            line = work(file, target)
         except SpriteForgeError as error:
             failures.append(str(error))
             continue
         written.append(target)
         if echo:
-            echo(f"{file}: {result.describe()}; generator run at {side}x{side}")
+            echo(line)
     if failures:
         if len(files) == 1:
             raise SpriteForgeError(failures[0])
-        raise SpriteForgeError(f"{len(failures)} of {len(files)} pictures could not be stylized (the others were written); first: {failures[0]}")
+        raise SpriteForgeError(f"{len(failures)} of {len(files)} pictures could not be {verb} (the others were written); first: {failures[0]}")
     return written

@@ -1,0 +1,238 @@
+"""The Python API: SpriteForge from a notebook or a script, on PIL images.
+
+    >>> import spriteforge
+    >>> model = spriteforge.load_model()                      # the bundled default turnaround model
+    >>> views = model.translate({"front": Image.open("hero-front.png")})
+    >>> views["back"].save("hero-back.png")
+    >>> art = spriteforge.pixelate(Image.open("photo.jpg"), size=48, colours=12)
+
+Everything here is a thin layer over the modules the command line uses (`translation.draw_characters`,
+`sampling.latent_vectors`, `pixelart.pixelate`, `evaluation.protocol`), so both give the same pixels.
+Images go in as PIL images, uint8 RGBA arrays or file paths and come out as RGBA PIL images.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from spriteforge.errors import SpriteForgeError
+
+ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+"""A PIL image, a uint8 [H, W, 4] (or [H, W, 3]) array, or the path of an image file."""
+
+PaletteLike = Union[np.ndarray, Sequence[Sequence[int]], str, os.PathLike, None]
+"""[N, 3] uint8 colours, or a palette file (.gpl, .pal, .hex/.txt, .png)."""
+
+
+def as_rgba(image: ImageLike) -> np.ndarray:
+    """Any `ImageLike` as uint8 RGBA [H, W, 4] with fully transparent pixels zeroed (paths: size-checked loader)."""
+    from spriteforge import imageio
+
+    if isinstance(image, (str, os.PathLike)):
+        return imageio.load_image(image)[0]
+    if isinstance(image, Image.Image):
+        return imageio._to_rgba_array(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise SpriteForgeError(f"an image array must be uint8 [H, W, 3 or 4], got {array.dtype} {list(array.shape)}")
+    if array.shape[-1] == 3:
+        array = np.concatenate([array, np.full(array.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    array = array.copy()
+    array[array[..., 3] == 0] = 0
+    return array
+
+
+def to_pil(rgba: np.ndarray) -> Image.Image:
+    """uint8 RGBA [H, W, 4] → an RGBA PIL image."""
+    return Image.fromarray(np.ascontiguousarray(rgba, dtype=np.uint8), "RGBA")
+
+
+def as_palette(palette: PaletteLike) -> np.ndarray | None:
+    """A `PaletteLike` as [N, 3] uint8 (None stays None)."""
+    if palette is None:
+        return None
+    if isinstance(palette, (str, os.PathLike)):
+        from spriteforge.palettes import read_palette
+
+        return read_palette(palette)
+    colours = np.asarray(palette)
+    if colours.ndim != 2 or colours.shape[1] < 3 or len(colours) == 0:
+        raise SpriteForgeError(f"a palette is [N, 3] colours, got shape {list(colours.shape)}")
+    return np.asarray(colours[:, :3], np.uint8)
+
+
+class Model:
+    """A loaded SpriteForge model: an imputer (draws missing views) or a sampler (draws new characters).
+
+    Attributes: `kind` (the model's name, e.g. "turnaround"), `views` (its view names in index order),
+    `image_size` (the side of one sprite), `imputes` (True for view imputers), `config`, `network`, `device`.
+    """
+
+    def __init__(self, network, config, device, location: str):
+        self.network, self.config, self.device, self.location = network, config, device, location
+        self.kind: str = config.model
+        self.views: tuple[str, ...] = tuple(config.domains)
+        self.image_size: int = config.image_size
+        self.imputes: bool = bool(network.imputes)
+
+    def __repr__(self) -> str:
+        role = "draws missing views" if self.imputes else "draws new characters"
+        return f"<spriteforge.Model {self.kind} from {self.location!r}: {role}, views {', '.join(self.views)}, {self.image_size}px>"
+
+    # -- imputers -----------------------------------------------------------------------------------
+    def _character(self, views: Mapping[str, ImageLike]) -> tuple[np.ndarray, np.ndarray]:
+        if not self.imputes:
+            raise SpriteForgeError(f"{self.kind} draws new characters and cannot draw missing views; use model.sample()")
+        if not views:
+            raise SpriteForgeError(f"give at least one view ({', '.join(self.views)})")
+        size = self.image_size
+        character = np.zeros((len(self.views), size, size, 4), np.uint8)
+        available = np.zeros(len(self.views), bool)
+        for name, image in views.items():
+            if name not in self.views:
+                raise SpriteForgeError(f"this model's views are {', '.join(self.views)}; it has no '{name}' view")
+            rgba = as_rgba(image)
+            if rgba.shape[:2] != (size, size):
+                raise SpriteForgeError(f"the {name} view is {rgba.shape[1]}x{rgba.shape[0]} but this model draws "
+                                       f"{size}x{size} sprites; resize it with nearest-neighbour")
+            character[self.views.index(name)] = rgba
+            available[self.views.index(name)] = True
+        if available.all():
+            raise SpriteForgeError("all views are given, so there is nothing to draw; leave out the views you want drawn")
+        return character, available
+
+    def translate_many(self, characters: Sequence[Mapping[str, ImageLike]], palette: PaletteLike = None,
+                       binary_alpha: bool = True, batch: int = 32) -> list[dict[str, Image.Image]]:
+        """Draw the missing views of many characters at once (one model pass per `batch` characters).
+
+        Each character is a dict view name → image (1 to len(views) - 1 of them, each image_size square).
+        Returns, per character, every view: the given ones as given, the others drawn. `palette`
+        ([N, 3] colours or a palette file) snaps every drawn view to those colours.
+        """
+        from spriteforge.translation import draw_characters
+
+        if not characters:
+            return []
+        pairs = [self._character(views) for views in characters]
+        views = np.stack([character for character, _ in pairs])
+        available = np.stack([given for _, given in pairs])
+        drawn = draw_characters(self.network, self.config, views, available, self.device, batch, binary_alpha, as_palette(palette))
+        return [{name: to_pil(character[index]) for index, name in enumerate(self.views)} for character in drawn]
+
+    def translate(self, views: Mapping[str, ImageLike], palette: PaletteLike = None, binary_alpha: bool = True) -> dict[str, Image.Image]:
+        """Draw the missing views of one character: {"front": image} → {"back": …, "left": …, "front": …, "right": …}.
+
+        Given views come back unchanged; images are RGBA PIL images of `image_size` square.
+        """
+        return self.translate_many([views], palette=palette, binary_alpha=binary_alpha)[0]
+
+    # -- samplers -----------------------------------------------------------------------------------
+    def sample(self, count: int = 16, seed: int = 0, view: str | None = None, truncation: float | None = None,
+               binary_alpha: bool = True) -> list[Image.Image]:
+        """Draw `count` new characters (sampling models: dcgan family, biggan); the same seed gives the same sprites.
+
+        `view` asks a view-conditional model for one view; `truncation` (biggan) overrides its own.
+        """
+        import torch
+
+        from spriteforge import imageio
+        from spriteforge.sampling import latent_vectors
+        from spriteforge.translation import binarise_alpha
+
+        if self.imputes:
+            raise SpriteForgeError(f"{self.kind} draws missing views, not new characters; use model.translate()")
+        if count < 1:
+            raise SpriteForgeError(f"count must be at least 1, got {count}")
+        if truncation is not None and not self.network.truncates:
+            raise SpriteForgeError(f"truncation: {self.kind} draws from an untruncated normal; only biggan and deep-biggan take it")
+        labels = None
+        if view is not None:
+            if self.network.domain_count == 1 or view not in self.views:
+                raise SpriteForgeError(f"view {view!r}: this model draws {'no views' if self.network.domain_count == 1 else ', '.join(self.views)}")
+            labels = torch.full((count,), self.views.index(view), device=self.device)
+        with torch.no_grad():
+            noise = latent_vectors(self.network, count, seed, False, truncation).to(self.device)
+            images = imageio.to_uint8(self.network.sample(noise, labels))
+        return [to_pil(binarise_alpha(image) if binary_alpha else image) for image in images]
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str = "cpu") -> Model:
+    """Load a model for use: "default" (the bundled turnaround model), a run folder of `spriteforge train`,
+    an exported or checkpoint `.safetensors` file, or a folder of pix2pix runs. `device`: cpu, cuda, cuda:1."""
+    from spriteforge.inference import load_for_inference, torch_device
+
+    torch_dev = torch_device(device)
+    network, config = load_for_inference(name_or_path, torch_dev)
+    return Model(network, config, torch_dev, str(name_or_path))
+
+
+def _model(model: Model | str | os.PathLike, device: str) -> Model:
+    return model if isinstance(model, Model) else load_model(model, device)
+
+
+def sample(model: Model | str | os.PathLike, count: int = 16, seed: int = 0, view: str | None = None,
+           truncation: float | None = None, device: str = "cpu") -> list[Image.Image]:
+    """New characters from a sampling model (a `Model` or where to load one): see `Model.sample`."""
+    return _model(model, device).sample(count=count, seed=seed, view=view, truncation=truncation)
+
+
+def pixelate(image: ImageLike, size: int = 64, colours: int = 16, palette: PaletteLike = None, pixel_size: int | None = None,
+             outline: bool = False, clean: bool = False, background: str | None = None, seed: int = 0) -> Image.Image:
+    """A picture → clean pixel art (RGBA PIL image): the same steps as `spriteforge pixelate`.
+
+    The picture's own pixel grid is found when it is upscaled pixel art (one output pixel per art pixel);
+    `pixel_size` forces that grid's cell size instead; without a grid the longest side becomes `size`.
+    `colours`: k-means palette size, or `palette` (colours or a palette file) to use given colours.
+    `outline`: tidy and add a 1-px outline in the darkest colour; `clean`: tidy only;
+    `background="auto"`: a flat border colour becomes transparent.
+    """
+    from spriteforge.pixelart import pixelate as pixelate_array
+
+    if size < 1 or not 1 <= colours <= 255:
+        raise SpriteForgeError(f"size must be at least 1 and colours 1 to 255, got size {size}, colours {colours}")
+    result = pixelate_array(as_rgba(image), size=size, colours=colours, palette=as_palette(palette), clean=clean,
+                            outline=outline, background=background, seed=seed, pixel_size=pixel_size)
+    return to_pil(result.image)
+
+
+def evaluate(model: Model | str | os.PathLike, dataset: str | None = None, metrics: Iterable[str] = ("l1", "ssim", "palette"),
+             split: str = "test", limit: int = 0, baselines: bool = False, out: str | os.PathLike | None = None,
+             device: str = "cpu", data_dir: str | None = None) -> dict:
+    """Run the evaluation protocol (every target view from every set of given views) and return its report.
+
+    `model`: a `Model` (its location is used) or where to load one; `dataset`: a named dataset, a folder or
+    "synthetic" (default: the model's own); `metrics`: any of fid, kid, l1, ssim, view, palette (fid/kid
+    need Inception weights); `limit`: evenly spaced characters (0 = all). The JSON and Markdown reports
+    are written to `out` (default: beside the run). Returns the report dict (`report["cases"]`, `report["summary"]`…).
+    """
+    from spriteforge.evaluation.protocol import evaluate_location, parse_metrics
+
+    location = model.location if isinstance(model, Model) else str(model)
+    report, _, _ = evaluate_location(location, datasets=[dataset] if dataset else None, data_dir=data_dir, split=split,
+                                     selected=parse_metrics(list(metrics)), baselines=baselines, limit=limit, device=device,
+                                     out=str(out) if out is not None else None)
+    return report
+
+
+def sheet(views: Mapping[str, Image.Image] | Sequence[Mapping[str, Image.Image]], order: Sequence[str] | None = None) -> Image.Image:
+    """One sprite sheet from translated views: one row per character, views left to right (`order`, default back, left, front, right)."""
+    from spriteforge import VIEWS, imageio
+
+    characters = [views] if isinstance(views, Mapping) else list(views)
+    order = list(order or VIEWS)
+    return to_pil(imageio.grid([[as_rgba(character[name]) for name in order] for character in characters], padding=0))
+
+
+def grid(images: Sequence[ImageLike], columns: int | None = None) -> Image.Image:
+    """Tile equally sized images (e.g. `sample()`'s) into one picture, `columns` wide (default: about square)."""
+    from spriteforge import imageio
+
+    arrays = [as_rgba(image) for image in images]
+    columns = columns or math.ceil(math.sqrt(len(arrays)))
+    return to_pil(imageio.grid([arrays[start : start + columns] for start in range(0, len(arrays), columns)]))
