@@ -53,7 +53,8 @@ def input_files(inputs: list[str]) -> list[Path]:
             if not inside:
                 raise SpriteForgeError(f"{given}: no pictures in this folder ({', '.join(PICTURE_SUFFIXES)})")
             files.extend(inside)
-        elif given.is_file():
+        elif given.exists():  # a file; a pipe, device or socket is refused before anything opens it
+            imageio.require_regular_file(given, "picture (PNG, GIF, BMP, WebP) or a folder of them")
             files.append(given)
         else:
             raise SpriteForgeError(f"{given}: no such picture or folder")
@@ -112,13 +113,14 @@ def each_picture(files: list[Path], targets: list[Path], work, verb: str, echo=N
         try:
             line = work(file, target)
         except SpriteForgeError as error:
-            failures.append(str(error))
+            failures.append(error)
             continue
         written.append(target)
         if echo:
             echo(line)
     if failures:
         if len(files) == 1:
-            raise SpriteForgeError(failures[0])
-        raise SpriteForgeError(f"{len(failures)} of {len(files)} pictures could not be {verb} (the others were written); first: {failures[0]}")
+            raise failures[0]  # as raised: an OutputTooLarge keeps the CLI's hint of the flags to lower
+        kind = type(failures[0]) if isinstance(failures[0], imageio.OutputTooLarge) else SpriteForgeError
+        raise kind(f"{len(failures)} of {len(files)} pictures could not be {verb} (the others were written); first: {failures[0]}")
     return written
