@@ -88,10 +88,10 @@ class TurnaroundNet(nn.Module):
 
 
 def candidates(views: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
-    """[B, D, K, C, H, W]: for each view slot its candidates (empty, drawn, every view, every view mirrored)."""
-    count, domains, channels = views.shape[:3]
-    if channels == 4:
-        drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
+    """[B, D, K, C, H, W]: for each view slot its candidates (empty, drawn, every view, every view mirrored).
+    Views are RGBA (the model refuses RGB); drawn colours are opaque."""
+    count, domains = views.shape[:2]
+    drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
     empty = torch.full_like(views[:, :1], -1.0).expand(count, domains, *views.shape[2:])
     both = torch.cat([views, views.flip(-1)], dim=1)
     shared = both[:, None].expand(count, domains, *both.shape[1:])
@@ -111,8 +111,7 @@ def source_targets(options: torch.Tensor, truth: torch.Tensor, allowed: torch.Te
     pixel no given view shows). Transparent true pixels always match `empty`."""
     same = ((options[:, :, FIRST_VIEW:] - truth[:, :, None]).abs() <= MATCH_TOLERANCE).all(3)
     same &= allowed[:, :, FIRST_VIEW:, None, None]
-    transparent = truth[:, :, -1] <= -1 + MATCH_TOLERANCE if truth.shape[2] == 4 else torch.zeros_like(same[:, :, 0])
-    empty = transparent | ((truth + 1).abs() <= MATCH_TOLERANCE).all(2)
+    empty = truth[:, :, 3] <= -1 + MATCH_TOLERANCE  # transparent (RGBA only: the model refuses RGB)
     drawn = ~(same.any(2) | empty)
     return torch.cat([empty[:, :, None], drawn[:, :, None], same], dim=2)
 
@@ -222,7 +221,7 @@ def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.
             continue
         given = views[row, kept[row]]  # [G, C, H, W]
         pixels = given.movedim(1, -1).reshape(-1, given.shape[1])
-        pixels = pixels[pixels[:, 3] > -1] if given.shape[1] == 4 else pixels
+        pixels = pixels[pixels[:, 3] > -1]  # opaque pixels only
         if len(pixels) == 0:
             continue
         levels = ((pixels[:, :3] + 1) * 127.5).round().long()
