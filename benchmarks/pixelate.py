@@ -17,7 +17,7 @@ import numpy as np
 
 from spriteforge import imageio
 from spriteforge.data.synthetic import generate_characters
-from spriteforge.pixelart import pixelate_file
+from spriteforge.pixelating import pixelate_file
 
 
 def photo(side: int, seed: int = 0) -> np.ndarray:

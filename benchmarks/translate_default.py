@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import machine_line
 from spriteforge.data.synthetic import generate_characters
 from spriteforge.inference import load_for_inference
-from spriteforge.translation import draw_characters
+from spriteforge.drawing import draw_characters
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:

@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from collagan import sprite_batch
 from common import build, devices, machine_line, time_calls, time_training
 
 from spriteforge import imageio
-from spriteforge.translation import translate_views
+from spriteforge.drawing import draw_characters
 
 
 def translate_latency(capacity: int, device: torch.device, repeats: int) -> tuple[float, float]:
-    """Milliseconds for `translate`'s drawing from the front view alone (3 views drawn, one call per view,
-    as translate does), and for one joint pass that draws every missing view at once."""
+    """Milliseconds for `translate`'s drawing from the front view alone (uint8 in, the joint pass,
+    alpha binarised, uint8 out), and for the bare joint pass that draws every missing view at once."""
     model = build("yamata", device, capacity=capacity).eval()
     views = sprite_batch(1, device)
-    front = {"front": imageio.to_uint8(views[0, 2])}
-    available = torch.tensor([[False, False, True, False]], device=device)
-    translate = time_calls(lambda: translate_views(model, model.config, front, device=device), repeats, device)
+    character = imageio.to_uint8(views[0])[None]
+    character[:, [0, 1, 3]] = 0
+    kept = np.array([[False, False, True, False]])
+    available = torch.from_numpy(kept).to(device)
+    translate = time_calls(lambda: draw_characters(model, model.config, character, kept, device=device), repeats, device)
     joint = time_calls(lambda: model.impute_all(views, available), repeats, device)
     return translate, joint
 

@@ -17,7 +17,7 @@ import numpy as np
 from spriteforge import imageio
 from spriteforge.data.loading import load_data
 from spriteforge.inference import load_for_inference
-from spriteforge.translation import draw_characters
+from spriteforge.drawing import draw_characters
 
 
 def main() -> None:

@@ -355,7 +355,7 @@ def test_12_huge_outputs_are_refused_before_allocation_naming_the_command_flags(
     def no_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr("spriteforge.pixelart.pixelate_file", no_memory)
+    monkeypatch.setattr("spriteforge.pixelating.pixelate_file", no_memory)
     one_line_error(*cli(["pixelate", sprite, "--out", tmp_path / "p.png"], capsys), "out of memory; lower --size or --scale")
 
 

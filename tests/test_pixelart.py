@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spriteforge import imageio, pixelart
+from spriteforge import imageio, pixelart, pixelating
 from spriteforge.data.synthetic import generate_characters
 from spriteforge.errors import SpriteForgeError
 
@@ -188,7 +188,7 @@ def test_indexed_png_rejects_colours_outside_the_palette(tmp_path):
 
 def test_pixelate_file_writes_a_lossless_png(tmp_path):
     imageio.save_png(SPRITES[3], tmp_path / "big.png", scale=6)
-    result = pixelart.pixelate_file(tmp_path / "big.png", tmp_path / "out.png", scale=2)
+    result = pixelating.pixelate_file(tmp_path / "big.png", tmp_path / "out.png", scale=2)
     assert np.array_equal(imageio.load_rgba(tmp_path / "out.png"), imageio.upscale(result.image, 2))
     assert np.array_equal(result.image, pixelart.quantize(SPRITES[3], 16)[0])
 
@@ -213,7 +213,7 @@ def test_large_sides_are_reduced_without_blending(tmp_path):
     imageio.save_png(picture, tmp_path / "long.png")
     image, factor = imageio.load_image(tmp_path / "long.png")
     assert factor == 2 and image.shape == (20, 2500, 4) and opaque_colours(image) <= {(255, 0, 0), (0, 0, 255)}
-    result = pixelart.pixelate_file(tmp_path / "long.png", tmp_path / "out.png", size=100)
+    result = pixelating.pixelate_file(tmp_path / "long.png", tmp_path / "out.png", size=100)
     assert result.describe().startswith("5000x40 (read at 1/2") and result.image.shape[1] == 100
 
 

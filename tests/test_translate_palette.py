@@ -11,7 +11,8 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer
-from spriteforge.translation import model_palette, snap_to_palette, translate_files
+from spriteforge.drawing import model_palette, snap_to_palette
+from spriteforge.translation import translate_files
 
 from conftest import random_sprite
 from test_cli import assert_clean_error, main_ok, run_cli
@@ -105,14 +106,17 @@ def test_every_opaque_pixel_is_in_the_forced_palette(runs, views, tmp_path, kind
 def test_quantized_model_draws_the_forced_colours_itself(runs, views):
     """Not just the post-snap: the quantising model's generated views already use the forced palette."""
     from spriteforge.inference import load_for_inference
-    from spriteforge.translation import translate_views
+    from spriteforge.drawing import draw_characters
 
     model, config = load_for_inference(runs["quantized"])
-    images = {name: imageio.load_rgba(path, 32) for name, path in views.items()}
+    character = np.zeros((1, 4, 32, 32, 4), np.uint8)
+    for name, path in views.items():
+        character[0, config.domains.index(name)] = imageio.load_rgba(path, 32)
+    given = character[..., 3].reshape(1, 4, -1).max(-1) > 0
     calls = []
     impute = model.impute
     model.impute = lambda *args, **kwargs: calls.append(kwargs) or impute(*args, **kwargs)
-    drawn = translate_views(model, config, images, palette=FORCED)
+    drawn = draw_characters(model, config, character, given, palette=FORCED)[0]
     assert len(calls) == 2 and all("palette" in call for call in calls)
     model.impute = impute
     for index in (0, 3):  # back and right were generated

@@ -6,8 +6,8 @@
     >>> views["back"].save("hero-back.png")
     >>> art = spriteforge.pixelate(Image.open("photo.jpg"), size=48, colours=12)
 
-Everything here is a thin layer over the modules the command line uses (`translation.draw_characters`,
-`sampling.latent_vectors`, `pixelart.pixelate`, `evaluation.protocol`), so both give the same pixels.
+The commands and the studio go through this module (`spriteforge translate` and `pixelate` call
+`Model.draw` and `pixelate_detailed`), so the command line, the studio and a notebook give the same pixels.
 Images go in as PIL images, uint8 RGBA arrays or file paths and come out as RGBA PIL images.
 """
 
@@ -86,9 +86,18 @@ class Model:
         return f"<spriteforge.Model {self.kind} from {self.location!r}: {role}, views {', '.join(self.views)}, {self.image_size}px>"
 
     # -- imputers -----------------------------------------------------------------------------------
-    def _character(self, views: Mapping[str, ImageLike]) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def style_size(self) -> int:
+        """Length of the model's style code (munit, remic; 0 for models without one)."""
+        return int(getattr(self.network, "style_size", 0) or 0)
+
+    def _require_imputer(self) -> None:
         if not self.imputes:
-            raise SpriteForgeError(f"{self.kind} draws new characters and cannot draw missing views; use model.sample()")
+            raise SpriteForgeError(f"{self.kind} draws new characters and cannot draw missing views; use model.sample() "
+                                   "(or `spriteforge sample`)")
+
+    def _character(self, views: Mapping[str, ImageLike]) -> tuple[np.ndarray, np.ndarray]:
+        self._require_imputer()
         if not views:
             raise SpriteForgeError(f"give at least one view ({', '.join(self.views)})")
         size = self.image_size
@@ -107,30 +116,64 @@ class Model:
             raise SpriteForgeError("all views are given, so there is nothing to draw; leave out the views you want drawn")
         return character, available
 
+    def draw(self, views: np.ndarray, available: np.ndarray, palette: PaletteLike = None, binary_alpha: bool = True,
+             batch: int = 32, style=None) -> np.ndarray:
+        """The array form of `translate_many`: uint8 [N, D, H, W, 4] characters whose views `available`
+        ([N, D] bool) are given → the same array with the other views drawn (one model pass per `batch`).
+
+        `palette` snaps every view, given ones included, to those colours (a palette-quantising collagan
+        draws with them directly); `style` ([1, style_size] tensor; munit, remic) replaces the encoded style.
+        """
+        from spriteforge.drawing import draw_characters
+
+        self._require_imputer()
+        if style is not None and not self.style_size:
+            raise SpriteForgeError(f"style: {self.kind} has no style code to vary (munit and remic have one)")
+        return draw_characters(self.network, self.config, views, available, self.device, batch, binary_alpha,
+                               as_palette(palette), style)
+
     def translate_many(self, characters: Sequence[Mapping[str, ImageLike]], palette: PaletteLike = None,
                        binary_alpha: bool = True, batch: int = 32) -> list[dict[str, Image.Image]]:
         """Draw the missing views of many characters at once (one model pass per `batch` characters).
 
         Each character is a dict view name → image (1 to len(views) - 1 of them, each image_size square).
         Returns, per character, every view: the given ones as given, the others drawn. `palette`
-        ([N, 3] colours or a palette file) snaps every drawn view to those colours.
+        ([N, 3] colours or a palette file) snaps every view, the given ones too, to those colours.
         """
-        from spriteforge.translation import draw_characters
-
         if not characters:
             return []
         pairs = [self._character(views) for views in characters]
-        views = np.stack([character for character, _ in pairs])
-        available = np.stack([given for _, given in pairs])
-        drawn = draw_characters(self.network, self.config, views, available, self.device, batch, binary_alpha, as_palette(palette))
+        drawn = self.draw(np.stack([character for character, _ in pairs]), np.stack([given for _, given in pairs]),
+                          palette=palette, binary_alpha=binary_alpha, batch=batch)
         return [{name: to_pil(character[index]) for index, name in enumerate(self.views)} for character in drawn]
 
     def translate(self, views: Mapping[str, ImageLike], palette: PaletteLike = None, binary_alpha: bool = True) -> dict[str, Image.Image]:
         """Draw the missing views of one character: {"front": image} → {"back": …, "left": …, "front": …, "right": …}.
 
-        Given views come back unchanged; images are RGBA PIL images of `image_size` square.
+        Given views come back unchanged (snapped to `palette` when one is given); images are RGBA PIL images
+        of `image_size` square.
         """
         return self.translate_many([views], palette=palette, binary_alpha=binary_alpha)[0]
+
+    def variations(self, views: Mapping[str, ImageLike], count: int = 4, style: str = "encoded", seed: int = 0,
+                   palette: PaletteLike = None, binary_alpha: bool = True) -> list[dict[str, Image.Image]]:
+        """`count` versions of one character from a model with a style code (munit, remic): with `style`
+        "encoded" the first uses the model's own encoded style, the others (all of them with "sampled")
+        styles drawn from N(0, I) seeded by `seed`; the same seed gives the same versions."""
+        from spriteforge.drawing import STYLE_SOURCES, style_rows
+
+        if not self.style_size:
+            raise SpriteForgeError(f"{self.kind} has no style code to vary (munit and remic have one); use translate()")
+        if count < 1:
+            raise SpriteForgeError(f"count must be at least 1, got {count}")
+        if style not in STYLE_SOURCES:
+            raise SpriteForgeError(f"style must be one of {', '.join(STYLE_SOURCES)}, got '{style}'")
+        character, given = self._character(views)
+        rows = []
+        for code in style_rows(self.style_size, count, style, seed):
+            drawn = self.draw(character[None], given[None], palette=palette, binary_alpha=binary_alpha, style=code)[0]
+            rows.append({name: to_pil(drawn[index]) for index, name in enumerate(self.views)})
+        return rows
 
     # -- samplers -----------------------------------------------------------------------------------
     def sample(self, count: int = 16, seed: int = 0, view: str | None = None, truncation: float | None = None,
@@ -143,7 +186,7 @@ class Model:
 
         from spriteforge import imageio
         from spriteforge.sampling import latent_vectors
-        from spriteforge.translation import binarise_alpha
+        from spriteforge.drawing import binarise_alpha
 
         if self.imputes:
             raise SpriteForgeError(f"{self.kind} draws missing views, not new characters; use model.translate()")
@@ -182,6 +225,20 @@ def sample(model: Model | str | os.PathLike, count: int = 16, seed: int = 0, vie
     return _model(model, device).sample(count=count, seed=seed, view=view, truncation=truncation)
 
 
+def pixelate_detailed(image: ImageLike, size: int = 64, colours: int = 16, palette: PaletteLike = None,
+                      pixel_size: int | None = None, outline: bool = False, clean: bool = False, background: str | None = None,
+                      seed: int = 0, scale: int = 1):
+    """`pixelate` with what it found: a `pixelart.Pixelated` (`.image` uint8 RGBA, `.palette` [K, 3],
+    `.grid` the detected pixel grid or None, `.describe()` one line). `scale`: the upscale it will be
+    written at; an output over the size limit is refused before the palette work."""
+    from spriteforge.pixelart import pixelate as pixelate_array
+
+    if size < 1 or not 1 <= colours <= 255:
+        raise SpriteForgeError(f"size must be at least 1 and colours 1 to 255, got size {size}, colours {colours}")
+    return pixelate_array(as_rgba(image), size=size, colours=colours, palette=as_palette(palette), clean=clean,
+                          outline=outline, background=background, seed=seed, pixel_size=pixel_size, scale=scale)
+
+
 def pixelate(image: ImageLike, size: int = 64, colours: int = 16, palette: PaletteLike = None, pixel_size: int | None = None,
              outline: bool = False, clean: bool = False, background: str | None = None, seed: int = 0) -> Image.Image:
     """A picture → clean pixel art (RGBA PIL image): the same steps as `spriteforge pixelate`.
@@ -192,13 +249,7 @@ def pixelate(image: ImageLike, size: int = 64, colours: int = 16, palette: Palet
     `outline`: tidy and add a 1-px outline in the darkest colour; `clean`: tidy only;
     `background="auto"`: a flat border colour becomes transparent.
     """
-    from spriteforge.pixelart import pixelate as pixelate_array
-
-    if size < 1 or not 1 <= colours <= 255:
-        raise SpriteForgeError(f"size must be at least 1 and colours 1 to 255, got size {size}, colours {colours}")
-    result = pixelate_array(as_rgba(image), size=size, colours=colours, palette=as_palette(palette), clean=clean,
-                            outline=outline, background=background, seed=seed, pixel_size=pixel_size)
-    return to_pil(result.image)
+    return to_pil(pixelate_detailed(image, size, colours, palette, pixel_size, outline, clean, background, seed).image)
 
 
 def evaluate(model: Model | str | os.PathLike, dataset: str | None = None, metrics: Iterable[str] = ("l1", "ssim", "palette"),

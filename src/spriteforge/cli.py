@@ -369,7 +369,7 @@ def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, i
 @click.option("--seed", default=0, type=int, help="k-means seed")
 def pixelate(inputs, out, size, colors, palette_file, pixel_size, outline, clean, background, indexed, scale, seed):
     """Clean pixel art from pictures (files or folders): snap to the pixel grid (or downscale), limit the palette, binarise alpha."""
-    from spriteforge.pixelart import pixelate_files
+    from spriteforge.pixelating import pixelate_files
 
     _guard_out(out, *inputs, palette_file)
     written = pixelate_files(list(inputs), out, echo=lambda line: click.echo(line, err=True), size=size, colours=colors,

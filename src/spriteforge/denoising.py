@@ -16,7 +16,7 @@ import torch
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import find_checkpoint, load_for_inference, torch_device
-from spriteforge.translation import binarise_alpha, read_forced_palette, snap_to_palette
+from spriteforge.drawing import binarise_alpha, read_forced_palette, snap_to_palette
 
 BATCH = 64
 

@@ -7,7 +7,7 @@ Imputers (models that draw missing views) export as
 
 The turnaround model's graph is its whole pixel-source selection; one step is left out because its
 data-dependent loops do not trace: snapping *drawn* pixels to the character's own colours (PyTorch
-does it by default). Do that after the graph, e.g. with `spriteforge.translation.snap_to_palette`
+does it by default). Do that after the graph, e.g. with `spriteforge.drawing.snap_to_palette`
 and the given views' colours; the exported graph is compared with PyTorch with the snap off.
 Other imputers export as views, available, target [B] int64 → images [B, C, H, W] (the target view).
 

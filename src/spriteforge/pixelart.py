@@ -421,20 +421,6 @@ def pixelate(rgba: np.ndarray, size: int = 64, colours: int = 16, palette: np.nd
     return Pixelated(small, palette, grid, source_size)
 
 
-def pixelate_file(source: str | Path, out: str | Path, size: int = 64, colours: int = 16, palette_file: str | Path | None = None,
-                  clean: bool = False, outline: bool = False, indexed: bool = False, scale: int = 1,
-                  background: str | None = None, seed: int = 0, pixel_size: int | None = None) -> Pixelated:
-    """Read, pixelate and write a lossless PNG (RGBA, or P-mode with `indexed`): the CLI's whole job."""
-    if size < 1:
-        raise SpriteForgeError(f"--size must be at least 1 (got {size})")
-    palette = palette_option(palette_file, indexed)
-    rgba, reduced_by = imageio.load_image(source)
-    result = pixelate(rgba, size=size, colours=colours, palette=palette, clean=clean, outline=outline, background=background, seed=seed,
-                      scale=scale, pixel_size=pixel_size)
-    save_pixelated(result, out, reduced_by, indexed=indexed, scale=scale, palette=palette)
-    return result
-
-
 def palette_option(palette_file: str | Path | None, indexed: bool) -> np.ndarray | None:
     """`--palette FILE` read and checked against `--indexed` (None without a file)."""
     palette = read_palette(palette_file) if palette_file else None
@@ -454,16 +440,3 @@ def save_pixelated(result: Pixelated, out: str | Path, reduced_by: int = 1, inde
     if indexed:
         return imageio.save_indexed_png(result.image, out, scale=scale, palette=palette if palette is not None else result.palette)
     return imageio.save_png(result.image, out, scale=scale)
-
-
-def pixelate_files(inputs: list[str], out: str | Path, echo=None, **options) -> list[Path]:
-    """`spriteforge pixelate` on several files and folders: one picture in → `out` is the PNG (or a folder
-    for it); else `out` is a folder of <name>.png. A picture that fails does not stop the others; the call
-    ends with one error naming how many failed and the first reason. `options` go to `pixelate_file`."""
-    from spriteforge.stylize import each_picture, input_files, output_paths
-
-    files = input_files(inputs)
-    targets = output_paths(inputs, files, Path(out))
-    palette_option(options.get("palette_file"), options.get("indexed", False))  # a bad palette fails once, up front
-    return each_picture(files, targets, lambda file, target: f"{file}: {pixelate_file(file, target, **options).describe()}",
-                        "pixelated", echo)

@@ -11,7 +11,7 @@ import torch
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import load_for_inference, torch_device
-from spriteforge.translation import binarise_alpha
+from spriteforge.drawing import binarise_alpha
 
 
 def latent_vectors(model, count: int, seed: int, interpolate: bool, truncation: float | None = None) -> torch.Tensor:

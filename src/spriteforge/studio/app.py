@@ -178,7 +178,7 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
         for given_views, character in zip(characters, drawn):
             row = [api.as_rgba(character[name]) for name in loaded.views]
             if snap:
-                from spriteforge.translation import snap_to_palette
+                from spriteforge.drawing import snap_to_palette
 
                 own = np.concatenate([view[view[..., 3] == 255][:, :3] for view in given_views.values()])
                 if len(own):
