@@ -122,6 +122,8 @@ OPTIONS: list[Option] = [
     Option("upsample-layers", int, 4, "BigGAN: number of x2 up-sampling stages of G (and down-sampling stages of D), any number >= 1", low=1),
     Option("lambda-orthogonal", float, 1e-4, "weight of BigGAN's orthogonal regularisation of G's weights (0 = off)", low=0),
     Option("ema-decay", float, 0.9999, "decay of the moving average of G's weights that draws previews and samples (0 = off)", low=0, high=1, below=True),
+    Option("diff-augment", str, "none", "sampling models: differentiable augmentation of every image the discriminator sees, real and fake "
+           "(none, or a comma-separated list of color, translation, cutout; small datasets: color,translation,cutout)"),
     Option("truncation", float, 0.5, "truncated-normal z (|z| <= t) for previews, FID samples and `sample` (0 = off)"),
     # losses
     Option("lambda-adversarial", float, 1.0, "weight of the adversarial term", low=0),

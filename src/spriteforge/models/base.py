@@ -108,6 +108,12 @@ class SpriteModel(nn.Module):
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
             self.inference_networks = (*self.inference_networks, "generator_ema")
 
+    def augment_discriminator_inputs(self) -> None:
+        """With --diff-augment POLICY, every image `self.discriminator` sees in training is augmented (models/diffaugment.py)."""
+        from spriteforge.models.diffaugment import augment_discriminator
+
+        self.diff_augment_policy = augment_discriminator(self.discriminator, self.config.get("diff_augment", "none"))
+
     @property
     def drawing_generator(self) -> nn.Module:
         """The generator that draws pictures: the moving average when there is one."""

@@ -297,7 +297,7 @@ class BigGAN(SpriteModel):
     deep = False
     imputes = False
     truncates = True
-    uses = frozenset({"latent", "feature-maps", "embedding", "d-steps", "base-width", "base-height", "upsample-layers",
+    uses = frozenset({"latent", "diff-augment", "feature-maps", "embedding", "d-steps", "base-width", "base-height", "upsample-layers",
                       "lambda-orthogonal", "ema-decay", "truncation"})
     defaults = defaults_from_file("biggan")
     refuses = {"image-size": "its images are --base-width x 2^--upsample-layers wide and --base-height x 2^--upsample-layers "
@@ -332,6 +332,7 @@ class BigGAN(SpriteModel):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
         self.keep_moving_average()
+        self.augment_discriminator_inputs()
 
     # -- sampling -----------------------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None, device="cpu", truncation: float | None = None) -> torch.Tensor:

@@ -67,7 +67,7 @@ def view_labels(views, count: int, view_count: int, device) -> torch.Tensor:
 
 class ConditionalDCGAN(DCGAN):
     name = "cdcgan"
-    uses = frozenset({"latent", "feature-maps", "embedding", "label-smoothing", "d-dropout", "d-steps",
+    uses = frozenset({"latent", "diff-augment", "feature-maps", "embedding", "label-smoothing", "d-dropout", "d-steps",
                       "lambda-adversarial", "lambda-domain", "ema-decay"})
     # The notebook: latent 40, embedding 10, 64 feature maps, lr_D 4e-4 / lr_G 1e-4, 100 images a batch
     # (25 characters × 4 views). --lambda-domain weighs the view cross-entropy of D (real) and G (fake).
@@ -92,6 +92,7 @@ class ConditionalDCGAN(DCGAN):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
         self.keep_moving_average()
+        self.augment_discriminator_inputs()
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:

@@ -112,7 +112,7 @@ def as_images(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class DCGAN(SpriteModel):
     name = "dcgan"
     imputes = False
-    uses = frozenset({"latent", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial", "ema-decay"})
+    uses = frozenset({"latent", "diff-augment", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial", "ema-decay"})
     # TinyHero's notebook: latent 84, base width 48, lr 2e-4, 64 images a batch (16 characters × 4 views);
     # no moving average of G (the notebook had none; --ema-decay 0.999 turns one on).
     defaults = {"latent": 84, "feature-maps": 48, "lr": 2e-4, "batch": 16, "lr-decay": "none", "d-steps": 1, "ema-decay": 0.0}
@@ -129,6 +129,7 @@ class DCGAN(SpriteModel):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
         self.keep_moving_average()
+        self.augment_discriminator_inputs()
 
     # -- sampling -----------------------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:

@@ -23,7 +23,7 @@ from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, as_ima
 
 class WGANGP(DCGAN):
     name = "wgan-gp"
-    uses = frozenset({"latent", "feature-maps", "critic-norm", "d-steps", "lambda-gp", "lambda-adversarial", "ema-decay"})
+    uses = frozenset({"latent", "diff-augment", "feature-maps", "critic-norm", "d-steps", "lambda-gp", "lambda-adversarial", "ema-decay"})
     defaults = {"latent": 84, "feature-maps": 48, "lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "batch": 16,
                 "lr-decay": "none", "d-steps": 5, "lambda-gp": 10.0, "critic-norm": "layer", "ema-decay": 0.0}
 
@@ -35,6 +35,7 @@ class WGANGP(DCGAN):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
         self.keep_moving_average()
+        self.augment_discriminator_inputs()
 
     def critic(self, images: torch.Tensor, condition=None) -> tuple[torch.Tensor, None]:
         """The critic's score in the (scores, extra) form `gradient_penalty` expects."""
