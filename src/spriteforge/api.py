@@ -67,6 +67,10 @@ def as_palette(palette: PaletteLike) -> np.ndarray | None:
     return np.asarray(colours[:, :3], np.uint8)
 
 
+SAMPLE_COLOURS = 32
+"""Colours per sampled sprite (the training sprites have 27–36 on average: TinyHero 35.6, RPG Maker 2000 26.7, XP 33.1)."""
+
+
 class Model:
     """A loaded SpriteForge model: an imputer (draws missing views) or a sampler (draws new characters).
 
@@ -176,33 +180,60 @@ class Model:
         return rows
 
     # -- samplers -----------------------------------------------------------------------------------
-    def sample(self, count: int = 16, seed: int = 0, view: str | None = None, truncation: float | None = None,
-               binary_alpha: bool = True) -> list[Image.Image]:
-        """Draw `count` new characters (sampling models: dcgan family, biggan); the same seed gives the same sprites.
-
-        `view` asks a view-conditional model for one view; `truncation` (biggan) overrides its own.
-        """
+    def sample_arrays(self, count: int = 16, seed: int = 0, view: str | None = None, truncation: float | None = None,
+                      binary_alpha: bool = True, colours: int = SAMPLE_COLOURS, palette: PaletteLike = None,
+                      interpolate: bool = False) -> np.ndarray:
+        """The array form of `sample`: uint8 [count, H, W, 4]."""
         import torch
 
         from spriteforge import imageio
+        from spriteforge.drawing import binarise_alpha, snap_to_palette
+        from spriteforge.pixelart import quantize
         from spriteforge.sampling import latent_vectors
-        from spriteforge.drawing import binarise_alpha
 
         if self.imputes:
-            raise SpriteForgeError(f"{self.kind} draws missing views, not new characters; use model.translate()")
+            raise SpriteForgeError(f"{self.kind} draws missing views, not new characters; use model.translate() (or `spriteforge translate`)")
         if count < 1:
             raise SpriteForgeError(f"count must be at least 1, got {count}")
         if truncation is not None and not self.network.truncates:
             raise SpriteForgeError(f"truncation: {self.kind} draws from an untruncated normal; only biggan and deep-biggan take it")
+        if truncation is not None and truncation < 0:
+            raise SpriteForgeError(f"truncation must be 0 (off) or positive, got {truncation}")
+        if not 0 <= colours <= 255:
+            raise SpriteForgeError(f"colours must be 0 (the generator's own) to 255, got {colours}")
+        if not binary_alpha and (colours or palette is not None):
+            raise SpriteForgeError("soft alpha keeps the generator's raw output: use colours=0 and no palette with it")
         labels = None
         if view is not None:
-            if self.network.domain_count == 1 or view not in self.views:
-                raise SpriteForgeError(f"view {view!r}: this model draws {'no views' if self.network.domain_count == 1 else ', '.join(self.views)}")
+            if self.network.domain_count == 1:
+                raise SpriteForgeError(f"view {view!r}: this model was trained on a single folder of images (one class, no views)")
+            if view not in self.views:
+                raise SpriteForgeError(f"view {view!r}: this model's views are {', '.join(self.views)}")
             labels = torch.full((count,), self.views.index(view), device=self.device)
         with torch.no_grad():
-            noise = latent_vectors(self.network, count, seed, False, truncation).to(self.device)
+            noise = latent_vectors(self.network, count, seed, interpolate, truncation).to(self.device)
             images = imageio.to_uint8(self.network.sample(noise, labels))
-        return [to_pil(binarise_alpha(image) if binary_alpha else image) for image in images]
+        if not binary_alpha or images.shape[-1] != 4:
+            return images
+        forced = as_palette(palette)
+        if forced is not None:
+            return np.stack([snap_to_palette(image, forced) for image in images])
+        images = np.stack([binarise_alpha(image) for image in images])
+        if colours:
+            images = np.stack([quantize(image, colours, seed=seed)[0] for image in images])
+        return images
+
+    def sample(self, count: int = 16, seed: int = 0, view: str | None = None, truncation: float | None = None,
+               binary_alpha: bool = True, colours: int = SAMPLE_COLOURS, palette: PaletteLike = None,
+               interpolate: bool = False) -> list[Image.Image]:
+        """Draw `count` new characters (sampling models: dcgan family, biggan); the same seed gives the same sprites.
+
+        Pixel art by construction: alpha is binarised and each sprite's colours are reduced to `colours`
+        (k-means in CIELAB; 0 keeps the generator's own), or snapped to `palette` (colours or a palette
+        file) when one is given. `view` asks a view-conditional model for one view; `truncation`
+        (biggan) overrides its own; `interpolate` morphs from z(seed) to z(seed + 1) across the count.
+        """
+        return [to_pil(image) for image in self.sample_arrays(count, seed, view, truncation, binary_alpha, colours, palette, interpolate)]
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str = "cpu") -> Model:
@@ -219,10 +250,12 @@ def _model(model: Model | str | os.PathLike, device: str) -> Model:
     return model if isinstance(model, Model) else load_model(model, device)
 
 
-def sample(model: Model | str | os.PathLike, count: int = 16, seed: int = 0, view: str | None = None,
-           truncation: float | None = None, device: str = "cpu") -> list[Image.Image]:
-    """New characters from a sampling model (a `Model` or where to load one): see `Model.sample`."""
-    return _model(model, device).sample(count=count, seed=seed, view=view, truncation=truncation)
+def sample(model: Model | str | os.PathLike = "default", count: int = 16, seed: int = 0, view: str | None = None,
+           truncation: float | None = None, device: str = "cpu", colours: int = SAMPLE_COLOURS) -> list[Image.Image]:
+    """New characters from a sampling model (a `Model` or where to load one; "default": the bundled sampler): see `Model.sample`."""
+    from spriteforge.inference import resolve_sampler
+
+    return _model(model if isinstance(model, Model) else resolve_sampler(model), device).sample(count=count, seed=seed, view=view, truncation=truncation, colours=colours)
 
 
 def pixelate_detailed(image: ImageLike, size: int = 64, colours: int = 16, palette: PaletteLike = None,

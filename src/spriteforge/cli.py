@@ -292,27 +292,48 @@ def models_pack(location, out, fp32):
 
 # -- sample ---------------------------------------------------------------------------------------
 @cli.command()
-@click.argument("model_path", metavar="MODEL")
-@click.option("-n", "--count", default=64, type=click.IntRange(1, 4096), show_default=True, help="how many sprites to draw")
+@click.argument("model_path", metavar="[MODEL]", required=False, default=None)
+@click.option("-n", "--count", default=None, type=click.IntRange(1, 4096), help="how many sprites (default 64; with --sheet, characters: 8)")
 @click.option("--view", default=None, help="draw this view (conditional models only: cdcgan, biggan, deep-biggan)")
 @click.option("--seed", default=0, type=int, show_default=True, help="seed of the latent vectors (the same seed draws the same sprites)")
 @click.option("--interpolate", is_flag=True, help="a strip of -n sprites morphing from seed to seed + 1")
 @click.option("--truncation", default=None, type=float,
               help="biggan/deep-biggan: draw z from a normal truncated to |z| <= T (0 = untruncated; default: the model's --truncation)")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="grid PNG to write")
+@click.option("--colours", "--colors", "colours", default=32, show_default=True, type=click.IntRange(0, 255),
+              help="colours per sprite (k-means in CIELAB, alpha binarised: pixel art by construction); 0 = the generator's own")
+@click.option("--palette-from", type=click.Path(dir_okay=False), default=None,
+              help="snap every sprite to this palette instead (.gpl, .pal, hex lines or a PNG's opaque colours)")
+@click.option("--sheet", is_flag=True, help="brand-new characters in all four views: each sample completed by --imputer, one row per character")
+@click.option("--imputer", default="default", show_default=True, help="with --sheet: the imputation model that draws the other views")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="grid PNG to write (with --sheet: the sheet, one character per row)")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
-@click.option("--separate", is_flag=True, help="also write one PNG per sprite beside --out")
-@click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha instead of binarising it")
+@click.option("--separate", is_flag=True, help="also write one PNG per sprite (with --sheet: per character) beside --out")
+@click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha and colours (no pixel-art snapping)")
 @click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-def sample(model_path, count, view, seed, interpolate, truncation, out, scale, separate, soft_alpha, device):
-    """Draw brand-new characters with a sampling model (MODEL: run folder or checkpoint of dcgan …)."""
-    from spriteforge.sampling import sample_files
+def sample(model_path, count, view, seed, interpolate, truncation, colours, palette_from, sheet, imputer, out, scale, separate, soft_alpha, device):
+    """Draw brand-new characters (MODEL: a sampler's run folder or checkpoint; default: the bundled sampler)."""
+    from spriteforge.sampling import sample_files, sheet_files
 
-    _guard_out(out, model_path)
-    if interpolate and count < 2:
-        raise SpriteForgeError("--interpolate needs -n 2 or more")
-    written = sample_files(model_path, Path(out), count=count, view=view, seed=seed, interpolate=interpolate, scale=scale,
-                           separate=separate, binary_alpha=not soft_alpha, device=device, truncation=truncation)
+    _guard_out(out, model_path, palette_from)
+    if Path(out).suffix.lower() != ".png":
+        raise SpriteForgeError(f"--out {out}: the grid is written as PNG; name it {Path(out).with_suffix('.png').name}")
+    if soft_alpha and palette_from is not None:
+        raise SpriteForgeError("--soft-alpha keeps the raw output; it cannot be combined with --palette-from")
+    if sheet:
+        refused = [flag for flag, value in (("--interpolate", interpolate), ("--view", view), ("--soft-alpha", soft_alpha)) if value]
+        if refused:
+            raise SpriteForgeError(f"{refused[0]} does not apply to --sheet (each character is drawn once, then completed); drop it")
+        written = sheet_files(model_path, imputer, Path(out), count=count or 8, seed=seed, scale=scale, separate=separate,
+                              device=device, colours=colours, truncation=truncation, palette_from=palette_from)
+    else:
+        if imputer != "default":
+            raise SpriteForgeError("--imputer only applies with --sheet")
+        count = count or 64
+        if interpolate and count < 2:
+            raise SpriteForgeError("--interpolate needs -n 2 or more")
+        written = sample_files(model_path, Path(out), count=count, view=view, seed=seed, interpolate=interpolate, scale=scale,
+                               separate=separate, binary_alpha=not soft_alpha, device=device, truncation=truncation,
+                               colours=0 if soft_alpha else colours, palette_from=palette_from)
     for path in written[:1] + ([f"… and {len(written) - 1} separate PNGs"] if len(written) > 1 else []):
         click.echo(str(path))
 

@@ -17,6 +17,13 @@ CANDIDATES = ("checkpoints/best.safetensors", "models/generator.safetensors", "c
 BUNDLED_FOLDER = Path(__file__).parent / "weights"
 BUNDLED = {"default": "turnaround-default.safetensors"}
 DEFAULT_MODEL = "default"
+DEFAULT_SAMPLER = "default-sampler"
+"""What `default` means where new characters are drawn (`spriteforge sample`, `api.sample`)."""
+
+
+def resolve_sampler(location):
+    """`default` (or nothing) names the bundled sampler where new characters are drawn; anything else as given."""
+    return DEFAULT_SAMPLER if location in (None, DEFAULT_MODEL) else location
 
 
 def bundled_path(name: str) -> Path | None:

@@ -22,16 +22,20 @@ TRANSPARENT = -1.0
 
 
 def _colour(images: torch.Tensor) -> torch.Tensor:
-    """Brightness ±0.5, saturation ×[0, 2], contrast ×[0.5, 1.5] per image, on RGB only."""
+    """Brightness ±0.5, saturation ×[0, 2], contrast ×[0.5, 1.5] per image, on RGB only and weighted by
+    opacity, so transparent pixels stay transparent black (as every real sprite stores them)."""
     rgb, rest = images[:, :3], images[:, 3:]
     count = images.shape[0]
     shape = (count, 1, 1, 1)
-    rgb = rgb + (torch.rand(shape, device=images.device, dtype=images.dtype) - 0.5)
-    mean = rgb.mean(dim=1, keepdim=True)
-    rgb = (rgb - mean) * (torch.rand(shape, device=images.device, dtype=images.dtype) * 2) + mean
-    mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
-    rgb = (rgb - mean) * (torch.rand(shape, device=images.device, dtype=images.dtype) + 0.5) + mean
-    return torch.cat([rgb, rest], dim=1)
+    changed = rgb + (torch.rand(shape, device=images.device, dtype=images.dtype) - 0.5)
+    mean = changed.mean(dim=1, keepdim=True)
+    changed = (changed - mean) * (torch.rand(shape, device=images.device, dtype=images.dtype) * 2) + mean
+    mean = changed.mean(dim=(1, 2, 3), keepdim=True)
+    changed = (changed - mean) * (torch.rand(shape, device=images.device, dtype=images.dtype) + 0.5) + mean
+    if images.shape[1] == 4:
+        opacity = (images[:, 3:] + 1) / 2
+        changed = changed * opacity + rgb * (1 - opacity)
+    return torch.cat([changed, rest], dim=1)
 
 
 def _translation(images: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
