@@ -293,6 +293,8 @@ def test_evaluate_a_sampler_reports_pixel_art_statistics(tmp_path, capsys):
     copy = report["systems"]["baseline:train-set"]["all"]
     assert copy["images"] == 8 and copy["alpha_binary"] == 1.0  # 2 train characters after the validation carve; binary alpha
     assert copy["real_colours"] == row["real_colours"] > 1
+    snapped = report["systems"]["dcgan (pixel art, 32 colours)"]["all"]  # as `spriteforge sample` writes them
+    assert snapped["alpha_binary"] == 1.0 and snapped["colours"] <= 32 and snapped["images"] == 16
     assert "| dcgan | all | 16 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["evaluate", str(run), "--metrics", "l1,ssim"])

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from spriteforge.errors import SpriteForgeError
+from spriteforge.pixelart import SAMPLE_COLOURS
 
 ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
 """A PIL image, a uint8 [H, W, 4] (or [H, W, 3]) array, or the path of an image file."""
@@ -65,10 +66,6 @@ def as_palette(palette: PaletteLike) -> np.ndarray | None:
     if colours.ndim != 2 or colours.shape[1] < 3 or len(colours) == 0:
         raise SpriteForgeError(f"a palette is [N, 3] colours, got shape {list(colours.shape)}")
     return np.asarray(colours[:, :3], np.uint8)
-
-
-SAMPLE_COLOURS = 32
-"""Colours per sampled sprite (the training sprites have 27–36 on average: TinyHero 35.6, RPG Maker 2000 26.7, XP 33.1)."""
 
 
 class Model:
@@ -187,8 +184,8 @@ class Model:
         import torch
 
         from spriteforge import imageio
-        from spriteforge.drawing import binarise_alpha, snap_to_palette
-        from spriteforge.pixelart import quantize
+        from spriteforge.drawing import snap_to_palette
+        from spriteforge.pixelart import pixel_art_samples
         from spriteforge.sampling import latent_vectors
 
         if self.imputes:
@@ -218,10 +215,7 @@ class Model:
         forced = as_palette(palette)
         if forced is not None:
             return np.stack([snap_to_palette(image, forced) for image in images])
-        images = np.stack([binarise_alpha(image) for image in images])
-        if colours:
-            images = np.stack([quantize(image, colours, seed=seed)[0] for image in images])
-        return images
+        return pixel_art_samples(images, colours, seed)
 
     def sample(self, count: int = 16, seed: int = 0, view: str | None = None, truncation: float | None = None,
                binary_alpha: bool = True, colours: int = SAMPLE_COLOURS, palette: PaletteLike = None,

@@ -25,7 +25,9 @@ import torch
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
+from spriteforge.imageio import to_tensor
 from spriteforge.models.guess import guess_views
+from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
 
 METRICS = ("fid", "kid", "l1", "ssim", "view", "palette")
 """Metric groups `--metrics` selects from; `palette` is every pixel-art metric, `view` pose correctness."""
@@ -561,11 +563,21 @@ def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, 
         from spriteforge.evaluation.inception import InceptionFeatures
 
         extractor = InceptionFeatures(device=device, resize=resize, background=background)
-    systems = {config.model: {"all": sample_metrics(fake, real, selected, extractor, seed)}}
-    if conditional:
-        for index, name in enumerate(config.domains):
-            chosen = real_views == index
-            systems[config.model][name] = sample_metrics(fake[chosen], real[chosen], selected, extractor, seed)
+    # As drawn (the generator's raw output), and as `spriteforge sample` writes them (pixel art by construction).
+    snapped_name = f"{config.model} (pixel art, {SAMPLE_COLOURS} colours)"
+    systems: dict = {config.model: {}, snapped_name: {}}
+    if fake.shape[1] == 4:
+        snapped = to_tensor(pixel_art_samples(m.to_uint8(fake), SAMPLE_COLOURS, seed))
+    else:
+        del systems[snapped_name]
+    for name, images in ((config.model, fake), (snapped_name, snapped if snapped_name in systems else None)):
+        if images is None:
+            continue
+        systems[name]["all"] = sample_metrics(images, real, selected, extractor, seed)
+        if conditional:
+            for index, view in enumerate(config.domains):
+                chosen = real_views == index
+                systems[name][view] = sample_metrics(images[chosen], real[chosen], selected, extractor, seed)
     if baselines and split != "train" and len(data.train):
         train, _ = flat(data.train.images)
         picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: len(real)]
