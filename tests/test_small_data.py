@@ -164,3 +164,27 @@ def test_sheets_complete_new_characters_in_every_view(sampler_run, tmp_path):
     assert_clean_error(run_cli("sample", sampler_run, "--sheet", "--interpolate", "--out", tmp_path / "x.png"), "does not apply to --sheet")
     assert_clean_error(run_cli("sample", sampler_run, "--sheet", "--imputer", sampler_run, "--out", tmp_path / "x.png"),
                        "draws new characters, not missing views")
+
+
+def test_packing_a_sampler_keeps_its_moving_average(tmp_path):
+    """`models pack` ships the averaged generator (what draws) of a sampler trained with --ema-decay."""
+    from spriteforge.cli import main
+    from spriteforge.inference import load_for_inference
+    from spriteforge.training import checkpoint as ckpt
+
+    cls = model_class("dcgan")
+    config = resolve("dcgan", cls.uses, cls.defaults, {"steps": 2, "evaluate_steps": 2, "batch": 2, "image_size": 32, "feature_maps": 8,
+                                                       "latent": 8, "ema_decay": 0.9, "log_folder": str(tmp_path), "run_string": "ema"})
+    trainer = Trainer(config, data=tiny_data())
+    trainer.run()
+    packed = tmp_path / "sampler.safetensors"
+    try:
+        main(["models", "pack", str(trainer.run_dir), str(packed)])
+    except SystemExit as exit:
+        assert exit.code in (0, None)
+    tensors, _ = ckpt.read_checkpoint(packed)
+    assert any(key.startswith("network/generator_ema/") for key in tensors)
+    model, _ = load_for_inference(packed)
+    live = trainer.model.generator_ema.state_dict()
+    for key, value in model.generator_ema.state_dict().items():
+        assert torch.allclose(value.float(), live[key].float().half().float())

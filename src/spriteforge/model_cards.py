@@ -87,7 +87,9 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
     tensors, meta = ckpt.read_checkpoint(source)
     from spriteforge.models import model_class
 
-    networks = model_class(meta["model"]).inference_networks
+    networks = set(model_class(meta["model"]).inference_networks)
+    if any(key.startswith("network/generator_ema/") for key in tensors):  # --ema-decay: the average draws, ship it
+        networks.add("generator_ema")
     kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
             for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
     config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in meta["config"].items()}
