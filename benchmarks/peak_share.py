@@ -1,0 +1,90 @@
+"""FLOPs per training step of every model and the share of this CPU's matmul peak it reaches.
+
+A model's step time says little alone: it depends on the machine and on the work the step does.
+Here each step's floating-point work is counted (torch.utils.flop_counter: convolutions and matmuls,
+forward and backward) and set against a large fp32 matmul timed in the same run, with the same
+threads. A low share points at overhead (small kernels, memory-bound layers, Python), a high share at
+a step that can only get faster by doing less work.
+
+    python benchmarks/peak_share.py [--models stargan-paired collagan …] [--threads 2] [--steps 2]
+
+Models run at their defaults except capacity 1 (imputers), batch 4 characters, 64×64 RGBA (BigGAN:
+its own image size), on a fixed random batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from common import build, machine_line
+from spriteforge.models import MODELS
+
+SAMPLERS = ("dcgan", "cdcgan", "wgan-gp", "biggan", "deep-biggan", "autoencoder")
+PICTURES = ("cyclegan", "pix2pix-pairs")
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate now (GFLOP/s), with the current thread count."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def batch_for(model, batch: int) -> torch.Tensor:
+    size = type(model).data_size(model.config) if hasattr(type(model), "data_size") else 64
+    height, width = size if isinstance(size, tuple) else (size, size)
+    domains = model.domain_count if hasattr(model, "domain_count") else 4
+    return torch.rand(batch, domains, 4, height, width) * 2 - 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=sorted(MODELS))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    peak = matmul_gflops()
+    print(f"{machine_line()}; fp32 matmul 2048³ in this run: {peak:.1f} GFLOP/s\n")
+    print("| model | GFLOP/step | ms/step | GFLOP/s | share of the matmul peak |")
+    print("|---|---:|---:|---:|---:|")
+    for name in args.models:
+        if name in PICTURES:
+            print(f"| {name} | – | – | – | trains on pictures; see benchmarks/style.py |")
+            continue
+        try:
+            given = {} if name in SAMPLERS else {"capacity": 1}
+
+            def steps(count_flops: bool) -> float:
+                """Steps 1..N after a warm-up step 0 on a fresh model: their GFLOP, or their seconds each
+                (two passes, so the counter's overhead is not timed; the same d-steps schedule in both)."""
+                model = build(name, torch.device("cpu"), **given)
+                model.train()
+                images = batch_for(model, args.batch)
+                model.train_step(images, 0, 0.0)
+                start = time.perf_counter()
+                with FlopCounterMode(display=False) if count_flops else nullcontext() as counter:
+                    for step in range(1, args.steps + 1):
+                        model.train_step(images, step, step / 1000)
+                if count_flops:
+                    return counter.get_total_flops() / 1e9 / args.steps
+                return (time.perf_counter() - start) / args.steps
+
+            gflop, seconds = steps(True), steps(False)
+        except Exception as error:  # one model's failure must not hide the others' rows
+            print(f"| {name} | – | – | – | {type(error).__name__}: {str(error)[:60]} |")
+            continue
+        print(f"| {name} | {gflop:.1f} | {seconds * 1000:.0f} | {gflop / seconds:.1f} | {gflop / seconds / peak:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
