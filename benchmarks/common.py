@@ -63,3 +63,14 @@ def time_calls(call: Callable[[], object], repeats: int, device: torch.device) -
         call()
     synchronize(device)
     return (time.perf_counter() - start) / repeats * 1000
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
+    """This machine's fp32 matmul rate now (GFLOP/s) with the current thread count: the peak a step's
+    FLOP count is set against, measured in the same run because shared machines drift."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9

@@ -21,21 +21,11 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import build, machine_line
+from common import build, machine_line, matmul_gflops
 from spriteforge.models import MODELS
 
 SAMPLERS = ("dcgan", "cdcgan", "wgan-gp", "biggan", "deep-biggan", "autoencoder")
 PICTURES = ("cyclegan", "pix2pix-pairs")
-
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matmul rate now (GFLOP/s), with the current thread count."""
-    a, b = torch.rand(size, size), torch.rand(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def batch_for(model, batch: int) -> torch.Tensor:
@@ -53,7 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    peak = matmul_gflops()
+    peak = matmul_gflops(2048, 5)
     print(f"{machine_line()}; fp32 matmul 2048³ in this run: {peak:.1f} GFLOP/s\n")
     print("| model | GFLOP/step | ms/step | GFLOP/s | share of the matmul peak |")
     print("|---|---:|---:|---:|---:|")

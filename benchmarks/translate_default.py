@@ -16,19 +16,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import machine_line
+from common import machine_line, matmul_gflops
 from spriteforge.data.synthetic import generate_characters
 from spriteforge.inference import load_for_inference
 from spriteforge.drawing import draw_characters
-
-
-def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
