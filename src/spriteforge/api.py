@@ -72,19 +72,22 @@ class Model:
     """A loaded SpriteForge model: an imputer (draws missing views) or a sampler (draws new characters).
 
     Attributes: `kind` (the model's name, e.g. "turnaround"), `views` (its view names in index order),
-    `image_size` (the side of one sprite), `imputes` (True for view imputers), `config`, `network`, `device`.
+    `image_size` (the side of one sprite, or (height, width) for a biggan drawing non-square images), `imputes` (True for view imputers), `config`, `network`, `device`.
     """
 
     def __init__(self, network, config, device, location: str):
         self.network, self.config, self.device, self.location = network, config, device, location
         self.kind: str = config.model
         self.views: tuple[str, ...] = tuple(config.domains)
-        self.image_size: int = config.image_size
+        size = network.image_size
+        self.image_size: int | tuple[int, int] = size[0] if isinstance(size, tuple) and size[0] == size[1] else size
         self.imputes: bool = bool(network.imputes)
 
     def __repr__(self) -> str:
         role = "draws missing views" if self.imputes else "draws new characters"
-        return f"<spriteforge.Model {self.kind} from {self.location!r}: {role}, views {', '.join(self.views)}, {self.image_size}px>"
+        size = self.image_size
+        pixels = f"{size[1]}x{size[0]}" if isinstance(size, tuple) else f"{size}px"
+        return f"<spriteforge.Model {self.kind} from {self.location!r}: {role}, views {', '.join(self.views)}, {pixels}>"
 
     # -- imputers -----------------------------------------------------------------------------------
     @property
@@ -193,9 +196,9 @@ class Model:
         if count < 1:
             raise SpriteForgeError(f"count must be at least 1, got {count}")
         if truncation is not None and not self.network.truncates:
-            raise SpriteForgeError(f"truncation: {self.kind} draws from an untruncated normal; only biggan and deep-biggan take it")
+            raise SpriteForgeError(f"--truncation: {self.kind} draws from an untruncated normal; only biggan and deep-biggan take it")
         if truncation is not None and truncation < 0:
-            raise SpriteForgeError(f"truncation must be 0 (off) or positive, got {truncation}")
+            raise SpriteForgeError(f"--truncation must be 0 (off) or positive, got {truncation}")
         if not 0 <= colours <= 255:
             raise SpriteForgeError(f"colours must be 0 (the generator's own) to 255, got {colours}")
         if not binary_alpha and (colours or palette is not None):
