@@ -10,6 +10,7 @@ from spriteforge.models import model_class
 from spriteforge.models.blocks import parameter_count
 from spriteforge.options import resolve
 from spriteforge.training import checkpoint as ckpt
+from spriteforge import imageio
 from spriteforge.training.engine import Interrupted, Trainer
 
 from conftest import random_sprite
@@ -168,3 +169,29 @@ def test_rgb_training(tmp_path):
     batch = trainer.batch(0)
     assert batch.shape[2] == 3 and batch.max() <= 1
     assert (trainer.run_dir / "test-images").is_dir()
+
+
+def test_test_images_flag_sets_how_many_characters_are_drawn(tmp_path):
+    from tiny_runs import tiny_run
+
+    one = tiny_run(tmp_path / "one", "stargan-paired", size=32, test_images=1)
+    assert sorted(path.name for path in (one / "test-images").glob("*.png")) == ["0000_at_step_2.png"]
+    none = tiny_run(tmp_path / "none", "stargan-paired", size=32, test_images=0)
+    assert not (none / "test-images").exists()
+    every = tiny_run(tmp_path / "every", "stargan-paired", size=32, test_images=50)  # more than the split: all of it
+    assert len(list((every / "test-images").glob("*.png"))) == 2
+
+
+def test_test_image_grid_draws_every_view_from_each_single_view():
+    from spriteforge.training.evaluation import test_image_grid
+
+    model = make().eval()
+    character = torch.rand(4, 4, 64, 64) * 2 - 1
+    grid = test_image_grid(model, character, "cpu")
+    with torch.no_grad():
+        only_left = torch.tensor([[False, True, False, False]])
+        back_from_left = imageio.to_uint8(model.impute(character[None], only_left, torch.tensor([0])))[0]
+    cell = lambda row, column: grid[2 + row * 66 : 2 + row * 66 + 64, 2 + column * 66 : 2 + column * 66 + 64]
+    assert grid.shape[:2] == (5 * 66 + 2, 4 * 66 + 2)
+    assert np.array_equal(cell(0, 2), imageio.to_uint8(character)[2])  # first row: the real views
+    assert np.abs(cell(2, 0).astype(int) - back_from_left.astype(int)).max() <= 1  # row 1 + source: drawn from the left view

@@ -66,7 +66,7 @@ def _with_options(function):
     return function
 
 
-RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "keep_checkpoints", "lr", "verbose", "gpu", "vram", "data_dir"}
+RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "keep_checkpoints", "test_images", "lr", "verbose", "gpu", "vram", "data_dir"}
 
 
 @cli.command(cls=TrainCommand, context_settings={"show_default": False})

@@ -81,6 +81,7 @@ OPTIONS: list[Option] = [
     Option("evaluate-steps", int, 1000, "interval of previews, evaluations and checkpoints", common=True, low=0, above=True),
     Option("checkpoint-steps", int, None, "interval of 'latest' checkpoints (default: --evaluate-steps)", common=True, low=0, above=True),
     Option("keep-checkpoints", int, 2, "checkpoints kept: the latest and N-1 previous ones (resume falls back to them if the latest is damaged)", common=True, low=1, high=1000),
+    Option("test-images", int, 100, "test characters drawn into test-images/ at the end of training (0: none)", common=True, low=0, high=100000),
     Option("callback-evaluate-l1", bool, False, "evaluate L1 on validation/test every --evaluate-steps; keep the best", common=True),
     Option("callback-evaluate-fid", bool, False, "log FID and KID of validation/test drawings every --evaluate-steps (needs the FID weights)", common=True),
     Option("callback-debug-discriminator", bool, False, "save images of the discriminator's outputs", common=True),

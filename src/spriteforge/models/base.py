@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.blocks import parameter_count
@@ -158,7 +160,8 @@ class SpriteModel(nn.Module):
     def final_images(self, test_views: torch.Tensor, device) -> dict[str, np.ndarray]:
         """`test-images/` at the end of training: {file stem: RGBA image} (default: `test_images` per character)."""
         images = {}
-        for index, character in enumerate(test_views):
+        characters = tqdm(test_views, desc="test images", unit="character", file=sys.stderr, disable=None, leave=False)
+        for index, character in enumerate(characters):
             for suffix, image in self.test_images(character, device).items():
                 images[f"{index:04d}{suffix}"] = image
         return images

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from spriteforge import VIEWS, __version__, api, atlas, imageio
 from spriteforge.errors import SpriteForgeError
+from spriteforge.inference import BUNDLED, DEFAULT_MODEL, DEFAULT_SAMPLER, resolve_sampler
 
 MAX_UPLOAD = 16 * 1024 * 1024
 """Bytes one uploaded file may have (a sprite is a few KiB; a photo a few MiB)."""
@@ -108,6 +109,7 @@ def sheet_files(rows: list[list[np.ndarray]], names: list[list[str]], tags: list
 def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
     app = FastAPI(title="SpriteForge Studio", version=__version__, docs_url=None, redoc_url=None)
     results, models = Results(), Models()
+    sampler = sampler or (DEFAULT_MODEL if DEFAULT_SAMPLER in BUNDLED else None)  # the bundled sampler where there is one
     app.state.results, app.state.models = results, models
 
     @app.exception_handler(SpriteForgeError)
@@ -226,6 +228,7 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
         sampler_path = sampler_path.strip() or sampler or ""
         if not sampler_path:
             raise SpriteForgeError("give a sampling run (a run folder of spriteforge train dcgan, biggan …)")
+        sampler_path = resolve_sampler(sampler_path)
         if not 1 <= count <= MAX_SAMPLES:
             raise SpriteForgeError(f"count must be 1 to {MAX_SAMPLES}, got {count}")
         with models.lock:

@@ -542,16 +542,25 @@ class Trainer:
             summary.update({"best_step": meta["step"], "validation_l1": meta["extra"].get("validation_l1"),
                             "test_l1": meta["extra"].get("test_l1")})
         self.model.eval()
-        test = self.evaluation_set(self.data.test)
-        picks = np.linspace(0, len(test) - 1, min(100, len(test))).round().astype(int)
-        at_step = summary.get("best_step", self.state.step)
-        for stem, image in self.model.final_images(test[picks], self.device).items():
-            imageio.save_png(image, self.run_dir / "test-images" / f"{stem}_at_step_{at_step}.png", scale=2)
+        self._write_test_images(summary.get("best_step", self.state.step))
         if config.save_model:
             ckpt.save_checkpoint(self.run_dir / "models" / "generator.safetensors", self.model, summary.get("best_step", self.state.step),
                                  include_training_state=False, networks=self.model.inference_networks)
         with imageio.atomic_write(self.run_dir / "summary.json") as temporary:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+    def _write_test_images(self, at_step: int) -> None:
+        """`test-images/`: --test-images test characters spread over the split (0 writes none)."""
+        test = self.evaluation_set(self.data.test)
+        count = min(self.config.get("test_images", 100), len(test))
+        if count == 0:
+            return
+        picks = np.linspace(0, len(test) - 1, count).round().astype(int)
+        started = time.time()
+        for stem, image in self.model.final_images(test[picks], self.device).items():
+            imageio.save_png(image, self.run_dir / "test-images" / f"{stem}_at_step_{at_step}.png", scale=2)
+        print(f"test images: {count} test characters in {time.time() - started:.1f} s (--test-images sets how many)")
 
 
 def discriminator_debug_grid(real, fake, real_scores, fake_scores) -> np.ndarray:
