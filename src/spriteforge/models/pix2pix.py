@@ -192,6 +192,7 @@ class PairModels(nn.Module):
         self.models = nn.ModuleList(models)
         self.config = models[0].config
         self.domain_count = models[0].domain_count
+        self.image_size = models[0].image_size  # what `api.Model` reads of every network
 
     def choose(self, available_row: list[bool], target: int) -> int | None:
         order = [*(SOURCE_PREFERENCE.get(target, ()) if self.domain_count == 4 else ()), *range(self.domain_count)]
