@@ -347,7 +347,7 @@ def test_12_huge_outputs_are_refused_before_allocation_naming_the_command_flags(
     one_line_error(*cli(["pixelate", sprite, "--out", tmp_path / "p.png", "--size", "1024", "--scale", "32"], capsys),
                    "32768x32768", "lower --size or --scale")
     drawn = []
-    monkeypatch.setattr("spriteforge.sampling.latent_vectors", lambda *a: drawn.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr("spriteforge.api.latent_vectors", lambda *a: drawn.append(a) or (_ for _ in ()).throw(AssertionError))
     one_line_error(*cli(["sample", tiny_run, "-n", "4096", "--scale", "32", "--out", tmp_path / "g.png"], capsys),
                    "the grid would be", "lower -n or --scale")
     assert not drawn

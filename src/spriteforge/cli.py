@@ -1,6 +1,10 @@
 """The `spriteforge` command: train, translate, pixelate, stylize and data.
 
 Every user-facing problem surfaces as one `error: …` line and a non-zero exit, never a traceback.
+
+Each command imports its module (and with it torch, numpy, Pillow) inside its function, on purpose:
+`spriteforge --help`, `--version` and a mistyped flag answer at once instead of after seconds of imports.
+Those imports still go only downwards (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -520,7 +524,8 @@ def data_synth(out, count, seed, image_size):
 def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, batch, fid_resize, fid_background, image_size, seed, out, device):
     """The 28-case protocol: every target view from every combination of given views (MODEL: run folder,
     checkpoint, baseline:copy or baseline:mirror); prints the Markdown tables, writes JSON + Markdown."""
-    from spriteforge.evaluation.protocol import evaluate_location, parse_metrics
+    from spriteforge.evaluating import evaluate_location
+    from spriteforge.evaluation.protocol import parse_metrics
 
     _guard_out(out, model_path)
 

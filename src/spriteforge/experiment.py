@@ -56,8 +56,10 @@ from typing import Any, Callable
 
 from spriteforge.data import registry
 from spriteforge.errors import SpriteForgeError
+from spriteforge.evaluation.protocol import parse_metrics
 from spriteforge.imageio import atomic_write
-from spriteforge.options import BY_NAME, load_toml_file, tomllib
+from spriteforge.models import model_class
+from spriteforge.options import BY_KEY, BY_NAME, load_toml_file, resolve, tomllib
 
 TOP_LEVEL = {"model", "output", "sort", "evaluate", "defaults", "grid", "datasets"}
 SPECIAL = {"model", "dataset", "adhoc", "network"}
@@ -121,8 +123,6 @@ def read_grid(path: str | Path, output: str | Path | None = None, python: str | 
     elif evaluate is not None and not isinstance(evaluate, str):
         raise SpriteForgeError(f"{path}: evaluate must be true, false or a metrics string like \"fid,l1\"")
     if evaluate:
-        from spriteforge.evaluation.protocol import parse_metrics
-
         try:
             parse_metrics(evaluate)
         except SpriteForgeError as error:
@@ -321,9 +321,6 @@ def train_command(python: str, model: str, params: dict, where: str) -> list[str
 
 def validate(grid: Grid) -> None:
     """Check every run's options against the model, as `spriteforge train` would, before anything runs."""
-    from spriteforge.models import model_class
-    from spriteforge.options import BY_KEY, resolve
-
     cls = model_class(grid.model)
     for run in grid.runs:
         given = {}

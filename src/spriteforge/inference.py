@@ -8,6 +8,7 @@ import torch
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
+from spriteforge.models.pix2pix import PairModels
 from spriteforge.options import BY_KEY, LEGACY, Config, coerce
 from spriteforge.training import checkpoint as ckpt
 
@@ -114,6 +115,4 @@ def load_pair_models(location: str | Path, device):
     for run, (_, config) in zip(runs, loaded):
         if list(config.domains) != list(first.domains) or config.image_size != first.image_size or config.output_channels != first.output_channels:
             raise SpriteForgeError(f"{run}: its views, image size or channels differ from {runs[0]}; keep one kind of pair model per folder")
-    from spriteforge.models.pix2pix import PairModels
-
     return PairModels([model for model, _ in loaded]).to(device).eval(), first

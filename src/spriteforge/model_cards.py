@@ -10,9 +10,11 @@ from safetensors.torch import save_file
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write
-from spriteforge.options import BY_KEY
 from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, CANDIDATES, find_checkpoint
+from spriteforge.models import model_class
+from spriteforge.options import BY_KEY
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.versions import versions
 
 # Options that describe the machine a run was trained on, not the model: reset to their defaults in packed weights.
 MACHINE_OPTIONS = ("data_dir", "log_folder", "gpu", "vram", "profile", "verbose")
@@ -85,7 +87,6 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
     without optimiser state or machine-specific options: a file to ship or share."""
     source = find_checkpoint(location)
     tensors, meta = ckpt.read_checkpoint(source)
-    from spriteforge.models import model_class
 
     networks = set(model_class(meta["model"]).inference_networks)
     if any(key.startswith("network/generator_ema/") for key in tensors):  # --ema-decay: the average draws, ship it
@@ -93,7 +94,6 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
     kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
             for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
     config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in meta["config"].items()}
-    from spriteforge.versions import versions
 
     metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
                 "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps(meta["extra"]),

@@ -12,15 +12,12 @@ the others with the forward fake in the target slot. Fixed relative to the origi
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spriteforge import imageio
 from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
@@ -28,7 +25,7 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot
 from spriteforge.models.guess import check_four_views, guess_views
 from spriteforge.options import BY_NAME
-from spriteforge.training.evaluation import one_view_missing
+from spriteforge.models.evaluation import missing_views_grid, one_view_missing
 
 # P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
 DROPOUT_PROBABILITIES = {
@@ -453,28 +450,3 @@ class CollaGAN(SpriteModel):
         domains = character.shape[0]
         return {f"_missing-{missing}": missing_views_grid(self, character, device, missing)
                 for missing in range(1, domains)}
-
-
-@torch.no_grad()
-def missing_views_grid(model, character: torch.Tensor, device, missing: int) -> np.ndarray:
-    """One row per choice of `missing` views: given views (blanks), given + generated, the truth."""
-    views = character.unsqueeze(0).to(device)
-    domains = views.shape[1]
-    truth = imageio.to_uint8(views[0])
-    blank = np.zeros_like(truth[0])
-    combos = list(itertools.combinations(range(domains), missing))
-    pairs = [(index, slot) for index, combo in enumerate(combos) for slot in combo]
-    available = torch.ones(len(pairs), domains, dtype=torch.bool, device=device)
-    for row, (index, _) in enumerate(pairs):
-        available[row, list(combos[index])] = False
-    target = torch.tensor([slot for _, slot in pairs], device=device)
-    generated = imageio.to_uint8(model.impute(views.expand(len(pairs), -1, -1, -1, -1), available, target))
-    rows = []
-    for index, combo in enumerate(combos):
-        given = [blank if d in combo else truth[d] for d in range(domains)]
-        drawn = [truth[d] for d in range(domains)]
-        for row, (pair_index, slot) in enumerate(pairs):
-            if pair_index == index:
-                drawn[slot] = generated[row]
-        rows.append(given + drawn + list(truth))
-    return imageio.grid(rows)

@@ -140,12 +140,11 @@ class CycleGAN(SpriteModel):
     stylizes = True
     size_multiple = SIZE_MULTIPLE
 
-    @classmethod
-    def training_data(cls, config):
-        from spriteforge.data.pictures import load_unpaired
+    data_kind = "unpaired-pictures"
 
-        check_image_size(config.image_size)  # before reading folders of the wrong size
-        return load_unpaired(config, cls.name)
+    @classmethod
+    def check_data_config(cls, config):
+        check_image_size(config.image_size)
 
     def __init__(self, config, domain_count, channels, image_size):
         super().__init__(config, domain_count, channels, image_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -85,4 +87,29 @@ def test_image_grid(model, character: torch.Tensor, device) -> np.ndarray:
         available[0, source] = True
         row = [imageio.to_uint8(model.impute(views, available, torch.tensor([target], device=device)))[0] for target in range(domains)]
         rows.append(row)
+    return imageio.grid(rows)
+
+
+@torch.no_grad()
+def missing_views_grid(model, character: torch.Tensor, device, missing: int) -> np.ndarray:
+    """One row per choice of `missing` views: given views (blanks), given + generated, the truth."""
+    views = character.unsqueeze(0).to(device)
+    domains = views.shape[1]
+    truth = imageio.to_uint8(views[0])
+    blank = np.zeros_like(truth[0])
+    combos = list(itertools.combinations(range(domains), missing))
+    pairs = [(index, slot) for index, combo in enumerate(combos) for slot in combo]
+    available = torch.ones(len(pairs), domains, dtype=torch.bool, device=device)
+    for row, (index, _) in enumerate(pairs):
+        available[row, list(combos[index])] = False
+    target = torch.tensor([slot for _, slot in pairs], device=device)
+    generated = imageio.to_uint8(model.impute(views.expand(len(pairs), -1, -1, -1, -1), available, target))
+    rows = []
+    for index, combo in enumerate(combos):
+        given = [blank if d in combo else truth[d] for d in range(domains)]
+        drawn = [truth[d] for d in range(domains)]
+        for row, (pair_index, slot) in enumerate(pairs):
+            if pair_index == index:
+                drawn[slot] = generated[row]
+        rows.append(given + drawn + list(truth))
     return imageio.grid(rows)

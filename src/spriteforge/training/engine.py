@@ -23,13 +23,18 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 import torch
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from spriteforge import __version__, imageio
 from spriteforge.data.augment import Augmentation
+from spriteforge.data.batches import batch_indices, normalise, step_seed, to_model_input
 from spriteforge.data.folders import CharacterSet
 from spriteforge.data.loading import SpriteData, is_single_folder_source, load_data
+from spriteforge.data.pictures import load_pairs, load_unpaired
 from spriteforge.errors import SpriteForgeError
+from spriteforge.evaluation.inception import InceptionFeatures
+from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
 from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
@@ -98,6 +103,25 @@ def build_model(config: Config, domain_count: int, channels: int, image_size: in
     return model.to(device)
 
 
+PICTURE_DATA = {"unpaired-pictures": load_unpaired, "paired-pictures": load_pairs}
+"""The loaders of the `data_kind`s other than "characters" (which `load_data` reads)."""
+
+
+def training_data(model_type: type[SpriteModel], config: Config):
+    """The data a model's `data_kind` names when it reads its own folders, or None for characters (`load_data`).
+
+    Data returned here may draw its own batches: a `batch_images(step, batch, seed)` method returning
+    uint8 [B, D, H, W, 4] (a pure function of its arguments, so resume stays exact) replaces the
+    engine's character sampler.
+    """
+    if model_type.data_kind == "characters":
+        return None
+    if model_type.data_kind not in PICTURE_DATA:
+        raise SpriteForgeError(f"{model_type.name}: unknown data kind '{model_type.data_kind}'")
+    model_type.check_data_config(config)  # before reading folders of the wrong size
+    return PICTURE_DATA[model_type.data_kind](config, model_type.name)
+
+
 def refuse_single_folder(model: str, source: str) -> None:
     raise SpriteForgeError(
         f"{model} needs characters with views, but {source} is a single folder of images; train a sampling model "
@@ -120,36 +144,6 @@ def learning_rate_factor(decay: str, step: int, total: int, steps_per_epoch: int
     return 1.0
 
 
-def batch_indices(step: int, batch: int, count: int, seed: int) -> list[int]:
-    """Characters of batch `step`: consecutive slices of per-epoch permutations seeded by (seed, epoch)."""
-    indices, position = [], step * batch
-    while len(indices) < batch:
-        epoch, offset = divmod(position, count)
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        take = min(batch - len(indices), count - offset)
-        indices.extend(order[offset : offset + take].tolist())
-        position += take
-    return indices
-
-
-def step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step * 7_777_777 + 12345) % (2**63 - 1)
-
-
-def to_model_input(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """uint8-valued [..., H, W, 4] → [..., C, H, W] in [-1, 1] (3 channels: transparent → white)."""
-    data = images.float().movedim(-1, -3)
-    return normalise(data, channels)
-
-
-def normalise(data: torch.Tensor, channels: int) -> torch.Tensor:
-    """Float RGBA [..., 4, H, W] in 0..255 → [-1, 1]; with 3 channels composite on white, drop alpha."""
-    if channels == 3:
-        alpha = data[..., 3:4, :, :] / 255.0
-        data = data[..., :3, :, :] * alpha + 255.0 * (1 - alpha)
-    return data / 127.5 - 1.0
-
-
 @dataclass
 class RunState:
     step: int = 0
@@ -169,7 +163,7 @@ class Trainer:
         sources, test_sources = dataset_sources(config)
         model_type = model_class(config.model)
         image_size = model_type.data_size(config)  # a square side, or (height, width) for BigGAN
-        own = None if data is not None else model_type.training_data(config)  # style models read their own folders
+        own = None if data is not None else training_data(model_type, config)  # style models read their own folders
         single = [source for source in sources if is_single_folder_source(source)]
         if data is None and own is None and single and not model_type.accepts_single_folder():
             refuse_single_folder(config.model, single[0])
@@ -195,7 +189,7 @@ class Trainer:
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
         )
-        # Data with its own sampler (unpaired folders) draws batches itself; see SpriteModel.training_data.
+        # Data with its own sampler (unpaired folders) draws batches itself; see `training_data`.
         self.train_images = None if hasattr(self.data, "batch_images") else torch.from_numpy(self.data.train.images)
         self.state = RunState()
         self.lock = None
@@ -250,8 +244,6 @@ class Trainer:
 
     def _lock_run_dir(self, run_dir: Path) -> None:
         """Hold `run_dir/.lock` while this Trainer lives or trains: a second process is refused."""
-        from filelock import FileLock, Timeout
-
         if not run_dir.is_dir():
             raise SpriteForgeError(f"{run_dir}: no such run folder (checkpoint not found)")
         lock = FileLock(str(run_dir / ".lock"), timeout=0)
@@ -364,9 +356,6 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> RunState:
         """Train until the configured steps (or `stop_at`), saving checkpoints. Ctrl-C or SIGTERM: the
         step in progress finishes, is saved, and `Interrupted` is raised (see StopRequest)."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        config = self.config
         if self.lock is None:
             self._lock_run_dir(self.run_dir)
         try:
@@ -375,7 +364,7 @@ class Trainer:
             self.release()
 
     def _run(self, stop_at: int | None) -> RunState:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (a second or more): only when training
 
         config = self.config
         self.writer = SummaryWriter(str(self.run_dir))
@@ -501,9 +490,6 @@ class Trainer:
         The Inception network is loaded once per run and remembers the real views' features, so
         later evaluations only pass the newly drawn images through it.
         """
-        from spriteforge.evaluation.inception import InceptionFeatures
-        from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
-
         if self.fid_extractor is None:
             self.fid_extractor = InceptionFeatures(self.device)
         results = {}
