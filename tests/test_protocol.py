@@ -13,7 +13,9 @@ from conftest import write_split_folder
 from spriteforge.cli import main
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import inception, protocol
-from spriteforge.evaluation.protocol import CopyBaseline, MirrorBaseline, cases, run_protocol
+from spriteforge.evaluation.protocol import cases, run_protocol
+from spriteforge.models import baselines
+from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
 
 
 @pytest.fixture(autouse=True)
@@ -87,9 +89,9 @@ def test_mirror_baseline_flips_the_other_side_or_falls_back_to_copy():
     assert torch.equal(out[1], views[1, 2])  # no right given: copy (front)
     out = mirror.impute(views, torch.ones(2, 4, dtype=torch.bool), torch.tensor([0, 3]))
     assert torch.equal(out[0], views[0, 2]) and torch.equal(out[1], views[1, 1].flip(-1))
-    assert protocol.baseline("mirror").name == "baseline:mirror"
+    assert baselines.baseline("mirror").name == "baseline:mirror"
     with pytest.raises(SpriteForgeError, match="unknown baseline"):
-        protocol.baseline("baseline:nearest")
+        baselines.baseline("baseline:nearest")
 
 
 def test_protocol_with_a_perfect_imputer_and_the_baselines(tmp_path):

@@ -16,10 +16,11 @@ from spriteforge.data.loading import load_data
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation.inception import InceptionFeatures
-from spriteforge.evaluation.protocol import (BASELINES, FEATURE_METRICS, METRICS, SAMPLER_METRICS, _finite, baseline, draw_samples,
+from spriteforge.evaluation.protocol import (FEATURE_METRICS, METRICS, SAMPLER_METRICS, _finite, draw_samples,
                                              markdown, run_protocol, sample_metrics, sampler_markdown, view_conditional, write_report)
 from spriteforge.imageio import atomic_write, to_tensor
 from spriteforge.inference import BUNDLED, load_for_inference
+from spriteforge.models.baselines import BASELINES, baseline
 from spriteforge.options import dataset_sources
 from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
 

@@ -2,10 +2,11 @@
 classifier that judges pose correctness (views) and the 28-case publication protocol with its trivial
 baselines (protocol). `spriteforge evaluate` (spriteforge/evaluating.py) runs them."""
 
-PROTOCOL = ("METRICS", "CopyBaseline", "MirrorBaseline", "cases", "markdown", "run_protocol")
+PROTOCOL = ("METRICS", "cases", "markdown", "run_protocol")
+BASELINES = ("CopyBaseline", "MirrorBaseline")
 VIEW_CLASSIFIER = ("classify_views", "view_score")
 
-__all__ = [*PROTOCOL, *VIEW_CLASSIFIER]
+__all__ = [*PROTOCOL, *BASELINES, *VIEW_CLASSIFIER]
 
 
 def __getattr__(name: str):
@@ -15,6 +16,10 @@ def __getattr__(name: str):
         from spriteforge.evaluation import protocol
 
         return getattr(protocol, name)
+    if name in BASELINES:
+        from spriteforge.models import baselines
+
+        return getattr(baselines, name)
     if name in VIEW_CLASSIFIER:
         from spriteforge.evaluation import views
 

@@ -29,8 +29,7 @@ from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation.inception import InceptionFeatures
 from spriteforge.evaluation.views import WEIGHTS, view_score
 from spriteforge.imageio import atomic_write
-from spriteforge.models.evaluation import evaluation_cases
-from spriteforge.models.guess import guess_views
+from spriteforge.models.views import evaluation_cases
 
 METRICS = ("fid", "kid", "l1", "ssim", "view", "palette")
 """Metric groups `--metrics` selects from; `palette` is every pixel-art metric, `view` pose correctness."""
@@ -62,44 +61,6 @@ def cases(domain_count: int = 4) -> list[Case]:
             for given in itertools.combinations(others, size):
                 result.append(Case(target, given, domain_count))
     return result
-
-
-# -- baselines ------------------------------------------------------------------------------------
-class CopyBaseline:
-    """Returns a given view unchanged: the first available of a fixed preference per target."""
-
-    name = "baseline:copy"
-    flip_mirror = False
-
-    def eval(self):
-        return self
-
-    def to(self, device):
-        return self
-
-    @torch.no_grad()
-    def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        try:
-            return guess_views(views, available, target, mirror=self.flip_mirror)
-        except SpriteForgeError as error:
-            raise SpriteForgeError(f"the {self.name} baseline: {error}") from None
-
-
-class MirrorBaseline(CopyBaseline):
-    """Left↔right: the other side view flipped horizontally where given, else the copy baseline."""
-
-    name = "baseline:mirror"
-    flip_mirror = True
-
-
-BASELINES = {"copy": CopyBaseline, "mirror": MirrorBaseline}
-
-
-def baseline(name: str) -> CopyBaseline:
-    key = name.split(":", 1)[1] if name.startswith("baseline:") else name
-    if key not in BASELINES:
-        raise SpriteForgeError(f"unknown baseline '{name}': choose {', '.join('baseline:' + b for b in BASELINES)}")
-    return BASELINES[key]()
 
 
 # -- running --------------------------------------------------------------------------------------

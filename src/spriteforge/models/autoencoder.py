@@ -33,7 +33,8 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.dcgan import DCDiscriminator, DCGenerator, as_images, dcgan_init
+from spriteforge.models.dcgan import DCDiscriminator, DCGenerator, dcgan_init
+from spriteforge.models.views import as_images
 
 CHUNK = 256
 PREVIEW_NOISE_SEED = 7

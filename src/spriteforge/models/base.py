@@ -13,7 +13,8 @@ from torch import nn
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.blocks import parameter_count, update_moving_average
 from spriteforge.models.diffaugment import augment_discriminator
-from spriteforge.models.evaluation import evaluate_l1, evaluation_cases, preview_grid, test_image_grid
+from spriteforge.models.evaluation import evaluate_l1, preview_grid, test_image_grid
+from spriteforge.models.views import evaluation_cases
 from spriteforge.options import Config, read_toml
 
 DEFAULTS_FOLDER = Path(__file__).parent / "defaults"

@@ -49,7 +49,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel, defaults_from_file
 from spriteforge.models.blocks import frozen
 from spriteforge.models.cdcgan import view_labels
-from spriteforge.models.dcgan import as_images
+from spriteforge.models.views import as_images
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss, orthogonal_regularization
 
 SPECTRAL_EPS = 1e-4

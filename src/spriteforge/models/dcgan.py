@@ -26,6 +26,7 @@ from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
+from spriteforge.models.views import as_images
 
 WEIGHT_CLIP = 0.01
 
@@ -100,13 +101,6 @@ class DCDiscriminator(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(image)
         return self.head(features).flatten(), features
-
-
-def as_images(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, D, C, H, W] characters → [B·D, C, H, W] single images and their view indices."""
-    count, domains = batch.shape[:2]
-    views = torch.arange(domains, device=batch.device).repeat(count)
-    return batch.flatten(0, 1), views
 
 
 class DCGAN(SpriteModel):

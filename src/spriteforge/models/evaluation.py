@@ -12,18 +12,6 @@ from spriteforge import imageio
 CHUNK = 64
 
 
-def evaluation_cases(count: int, domains: int, given: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per character a target view and `given` other views, drawn once from `seed` (reproducible)."""
-    generator = torch.Generator().manual_seed(seed)
-    targets = torch.randint(domains, (count,), generator=generator)
-    available = torch.zeros(count, domains, dtype=torch.bool)
-    for row in range(count):
-        others = [d for d in range(domains) if d != targets[row]]
-        order = torch.randperm(len(others), generator=generator)[:given]
-        available[row, [others[i] for i in order]] = True
-    return available, targets
-
-
 @torch.no_grad()
 def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
     """Mean |generated − real| over RGBA in [-1, 1], one (distinct) character per case."""
@@ -40,15 +28,6 @@ def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
         total += difference.sum().item()
         pixels += difference.numel()
     return total / pixels
-
-
-def one_view_missing(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, target, available) for a batch [B, D, …] where example i misses view i mod D only."""
-    rows = torch.arange(batch.shape[0], device=batch.device)
-    target = rows % batch.shape[1]
-    available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
-    available[rows, target] = False
-    return rows, target, available
 
 
 @torch.no_grad()

@@ -30,11 +30,11 @@ from torch import nn
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
-from spriteforge.models.evaluation import one_view_missing, test_image_grid
+from spriteforge.models.evaluation import test_image_grid
 from spriteforge.models.munit_blocks import (
     STYLE_SIZE, ContentEncoder, Decoder, MultiScaleDiscriminator, StyleEncoder, kernel_squares, lsgan_loss, per_domain,
 )
-from spriteforge.models.stargan import best_sources
+from spriteforge.models.views import best_sources, one_view_missing
 
 
 class MunitGenerator(nn.Module):

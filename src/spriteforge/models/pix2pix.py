@@ -25,7 +25,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
-from spriteforge.models.stargan import SOURCE_PREFERENCE
+from spriteforge.models.views import source_order
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
 UP_WIDTHS = (512, 512, 256, 128, 64, 64)
@@ -195,8 +195,7 @@ class PairModels(nn.Module):
         self.image_size = models[0].image_size  # what `api.Model` reads of every network
 
     def choose(self, available_row: list[bool], target: int) -> int | None:
-        order = [*(SOURCE_PREFERENCE.get(target, ()) if self.domain_count == 4 else ()), *range(self.domain_count)]
-        for source in order:
+        for source in source_order(target, self.domain_count):
             for index, model in enumerate(self.models):
                 if model.source == source and model.target == target and available_row[source]:
                     return index

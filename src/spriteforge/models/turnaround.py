@@ -24,7 +24,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
 from spriteforge.models.evaluation import missing_views_grid
-from spriteforge.models.guess import check_four_views
+from spriteforge.models.views import check_four_views
 
 LEVELS = 4
 # Candidates per pixel of a view: 0 empty, 1 drawn, 2..2+D the views as they are, then mirrored.
