@@ -133,14 +133,14 @@ def test_2_a_live_run_folder_is_refused(tmp_path):
 
 
 def test_2_default_names_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
-    from spriteforge.training import engine
+    from spriteforge.training import run_folder
 
-    class Frozen(engine.datetime):
+    class Frozen(run_folder.datetime):
         @classmethod
         def now(cls, tz=None):
             return cls(2026, 1, 2, 3, 4, 5)
 
-    monkeypatch.setattr(engine, "datetime", Frozen)
+    monkeypatch.setattr(run_folder, "datetime", Frozen)
     first, second = trainer(tmp_path, ""), trainer(tmp_path, "")
     assert first.run_dir.name == "20260102-030405" and second.run_dir.name == "20260102-030405-2"
 

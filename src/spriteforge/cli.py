@@ -111,13 +111,15 @@ def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
     """A Trainer continuing the run in `run_dir` with its own options (only RESUME_OVERRIDES may change)."""
     from spriteforge.inference import config_from_meta
     from spriteforge.models import model_class
-    from spriteforge.training import checkpoint as ckpt
-    from spriteforge.training.engine import Trainer, has_checkpoint
+    from spriteforge.training.engine import Trainer
+    from spriteforge.training.run_folder import RunFolder
 
-    path = run_dir / "checkpoints" / "latest.safetensors"
-    recorded = run_dir / "configuration.toml"
-    if has_checkpoint(run_dir) or not recorded.is_file():
-        path, _, meta = ckpt.read_newest(path)
+    folder = RunFolder(run_dir)
+    recorded = folder.configuration
+    checkpoint = None  # read once, here: the Trainer restores from it
+    if folder.has_checkpoint() or not recorded.is_file():
+        checkpoint = folder.read_latest(warn=lambda line: click.echo(line, err=True))
+        path, _, meta = checkpoint
         config = config_from_meta(meta, path)
     else:  # killed before its first checkpoint: the recorded configuration starts it again from step 0
         options = read_toml(recorded)
@@ -137,7 +139,7 @@ def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
         if key in given:
             config["steps"], config["epochs"] = None, None
     config.update({key: coerce(BY_KEY[key], value) for key, value in given.items()})
-    return Trainer(config, resume=run_dir)
+    return Trainer(config, resume=run_dir, checkpoint=checkpoint)
 
 
 def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
@@ -157,7 +159,7 @@ def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
         else:
             click.echo("\nstopped at once, before the first checkpoint; nothing to resume", err=True)
         sys.exit(130)
-    summary = trainer.run_dir / "summary.json"
+    summary = trainer.folder.summary
     click.echo(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""), err=True)
 
 
@@ -165,7 +167,8 @@ def _train_pairs(config, given: dict) -> None:
     """`--source all` and/or `--target all` (pix2pix): one run per (source, target) pair, named
     SOURCE-TARGET (after --run-string and a dash when given), one after the other. The same command
     again skips finished pairs and resumes an interrupted one, so a long sweep survives a stop."""
-    from spriteforge.training.engine import Trainer, command_line_string, has_checkpoint
+    from spriteforge.training.engine import Trainer, command_line_string
+    from spriteforge.training.run_folder import RunFolder
 
     domains = list(config.domains)
     for flag in ("source", "target"):
@@ -175,16 +178,16 @@ def _train_pairs(config, given: dict) -> None:
     targets = domains if config.target == "all" else [config.target]
     pairs = [(source, target) for source in sources for target in targets if source != target]
     prefix = f"{config.run_string}-" if config.run_string else ""
-    folder = Path(config.log_folder) / (config.model_name or config.model) / config.experiment
+    folder = RunFolder.parent_for(config)
     for number, (source, target) in enumerate(pairs, 1):
         name = f"{prefix}{source}-{target}"
-        run_dir = folder / name
+        run = RunFolder(folder / name)
         click.echo(f"pair {number}/{len(pairs)}: {source} → {target}", err=True)
-        if (run_dir / "summary.json").exists():
-            click.echo(f"already trained: {run_dir}", err=True)
+        if run.is_finished():
+            click.echo(f"already trained: {run.path}", err=True)
             continue
-        if has_checkpoint(run_dir):
-            trainer = _resumed_trainer(run_dir, config.model, {k: v for k, v in given.items() if k in RESUME_OVERRIDES})
+        if run.has_checkpoint():
+            trainer = _resumed_trainer(run.path, config.model, {k: v for k, v in given.items() if k in RESUME_OVERRIDES})
         else:
             pair = Config(config)
             pair.update({"source": source, "target": target, "run_string": name})

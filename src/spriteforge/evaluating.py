@@ -23,16 +23,7 @@ from spriteforge.inference import BUNDLED, load_for_inference
 from spriteforge.models.baselines import BASELINES, baseline
 from spriteforge.options import dataset_sources
 from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
-
-
-def _run_folder(location: Path) -> Path:
-    """The run folder a checkpoint belongs to (…/RUN/checkpoints/best.safetensors → …/RUN)."""
-    location = location.expanduser()
-    if location.is_dir():
-        return location
-    if location.parent.name in ("checkpoints", "models"):
-        return location.parent.parent
-    return location.parent
+from spriteforge.training.run_folder import RunFolder
 
 
 def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir: str | None = None, split: str = "test",
@@ -62,7 +53,7 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
         sources = sources or ["synthetic"]
         data_dir = data_dir or config.data_dir or None
         validation_fraction, data_seed = config.validation_fraction, config.seed
-        default_out = Path("evaluation") / model if model in BUNDLED else _run_folder(Path(model)) / "evaluation"
+        default_out = Path("evaluation") / model if model in BUNDLED else RunFolder.containing(model).evaluation
     if baselines and not model.startswith("baseline:"):
         if tuple(domains) != VIEWS:
             raise SpriteForgeError(f"the baselines need the domains {', '.join(VIEWS)}; pass --no-baselines for a model with domains {', '.join(domains)}")
@@ -155,7 +146,7 @@ def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, 
     if extractor is not None:
         report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(real))}
     title = f"{config.model} samples vs {dataset_name} ({split}, {len(real)} images)"
-    folder = Path(out) if out else _run_folder(Path(model_path)) / "evaluation" / f"{dataset_name.replace('/', '_')}-{split}"
+    folder = Path(out) if out else RunFolder.containing(model_path).evaluation / f"{dataset_name.replace('/', '_')}-{split}"
     folder.mkdir(parents=True, exist_ok=True)
     text = sampler_markdown(report, title)
     paths = folder / "evaluation.json", folder / "evaluation.md"

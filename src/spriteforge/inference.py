@@ -11,8 +11,8 @@ from spriteforge.models import model_class
 from spriteforge.models.pix2pix import PairModels
 from spriteforge.options import BY_KEY, LEGACY, Config, coerce
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.run_folder import INFERENCE_ORDER, RunFolder
 
-CANDIDATES = ("checkpoints/best.safetensors", "models/generator.safetensors", "checkpoints/latest.safetensors")
 
 # Models shipped inside the package: the name a user types → the weights file beside its model card.
 BUNDLED_FOLDER = Path(__file__).parent / "weights"
@@ -45,10 +45,10 @@ def find_checkpoint(location: str | Path) -> Path:
         return bundled
     location = Path(location).expanduser()
     if location.is_dir():
-        for candidate in CANDIDATES:
-            if (location / candidate).is_file():
-                return location / candidate
-        raise SpriteForgeError(f"{location}: no checkpoint in this folder (looked for {', '.join(CANDIDATES)}); pass a run folder of spriteforge train")
+        found = RunFolder(location).inference_checkpoint()
+        if found is not None:
+            return found
+        raise SpriteForgeError(f"{location}: no checkpoint in this folder (looked for {', '.join(map(str, INFERENCE_ORDER))}); pass a run folder of spriteforge train")
     if not location.exists():
         raise SpriteForgeError(f"{location}: no such run folder or checkpoint")
     return location
@@ -103,9 +103,9 @@ def torch_device(name: str) -> torch.device:
 def load_pair_models(location: str | Path, device):
     """The pix2pix runs below a folder that is not itself a run, as one `PairModels`; None if there are none."""
     location = Path(location).expanduser()
-    if not location.is_dir() or any((location / candidate).is_file() for candidate in CANDIDATES):
+    if not location.is_dir() or RunFolder(location).inference_checkpoint() is not None:
         return None
-    runs = sorted({path.parents[1] for candidate in CANDIDATES for path in location.glob(f"**/{candidate}")})
+    runs = [run.path for run in RunFolder.below(location)]
     if not runs:
         return None
     loaded = [load_for_inference(run, device) for run in runs]

@@ -10,10 +10,11 @@ from safetensors.torch import save_file
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write
-from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, CANDIDATES, find_checkpoint
+from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, find_checkpoint
 from spriteforge.models import model_class
 from spriteforge.options import BY_KEY
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
 
 # Options that describe the machine a run was trained on, not the model: reset to their defaults in packed weights.
@@ -45,7 +46,7 @@ def user_models(root: Path) -> list[dict]:
     rows = []
     if not root.is_dir():
         return rows
-    runs = sorted({path.parents[1] for candidate in CANDIDATES for path in root.glob(f"**/{candidate}")})
+    runs = [run.path for run in RunFolder.below(root)]
     for run in runs:
         row = {"name": str(run)}
         try:
@@ -54,7 +55,7 @@ def user_models(root: Path) -> list[dict]:
             row["step"] = meta["step"]
         except SpriteForgeError as error:
             row["model"] = f"unreadable ({error})"
-        summary = run / "summary.json"
+        summary = RunFolder(run).summary
         if summary.is_file():
             try:
                 data = json.loads(summary.read_text(encoding="utf-8"))
@@ -76,9 +77,10 @@ def show_card(name: str) -> str:
     if not run.is_dir():
         raise SpriteForgeError(f"{name}: neither a bundled model ({', '.join(BUNDLED)}) nor a run folder")
     parts = [f"# {run}"]
-    for file in ("command-line.txt", "summary.json", "configuration.toml"):
-        if (run / file).is_file():
-            parts += [f"\n## {file}\n", (run / file).read_text(encoding="utf-8")]
+    folder = RunFolder(run)
+    for path in (folder.command_line, folder.summary, folder.configuration):
+        if path.is_file():
+            parts += [f"\n## {path.name}\n", path.read_text(encoding="utf-8")]
     return "\n".join(parts)
 
 

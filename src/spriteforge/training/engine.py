@@ -7,7 +7,6 @@ the uninterrupted run, bit for bit on CPU. Learning rates are likewise computed 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import shlex
@@ -41,15 +40,9 @@ from spriteforge.models.blocks import parameter_count
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
 from spriteforge.options import tomllib
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
 
-LATEST, BEST = "latest.safetensors", "best.safetensors"
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether a run folder holds a checkpoint to resume from (the latest or a kept earlier one)."""
-    latest = Path(run_dir) / "checkpoints" / LATEST
-    return latest.is_file() or bool(ckpt.previous_checkpoints(latest))
 EVALUATION_LIMIT = 500
 
 
@@ -156,7 +149,10 @@ class RunState:
 class Trainer:
     """Owns a run folder, a model and its data; `run()` trains to the configured number of steps."""
 
-    def __init__(self, config: Config, command_line: str = "", resume: Path | None = None, data: SpriteData | None = None):
+    def __init__(self, config: Config, command_line: str = "", resume: Path | None = None, data: SpriteData | None = None,
+                 checkpoint: tuple[Path, dict, dict] | None = None):
+        """`resume`: the run folder to continue; `checkpoint`: its newest checkpoint (path, tensors, meta) when
+        the caller has read it already (the CLI reads it for the run's options), so it is read once."""
         self.config = config
         self.device = pick_device(config)
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -194,66 +190,50 @@ class Trainer:
         self.state = RunState()
         self.lock = None
         if resume is not None:
-            self.run_dir = Path(resume)
+            self.folder = RunFolder(resume)
+            self.run_dir = self.folder.path
             self._lock_run_dir(self.run_dir)
-            imageio.remove_orphans(self.run_dir / "checkpoints")
-            if has_checkpoint(self.run_dir):
-                self._restore(self.run_dir / "checkpoints" / LATEST)
+            imageio.remove_orphans(self.folder.checkpoints)
+            if checkpoint is not None or self.folder.has_checkpoint():
+                self._restore(checkpoint or self.folder.read_latest(warn=lambda line: print(line, file=sys.stderr)))
             else:  # killed before its first checkpoint: start again from step 0 in the same folder
                 self._write_run_files(command_line or command_line_string())
         else:
-            self.run_dir = self._new_run_dir()
+            self.folder = self._new_run_folder()
+            self.run_dir = self.folder.path
             self._write_run_files(command_line)
         self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
         self.writer = None
         self.fid_extractor = None
 
     # -- run folder -------------------------------------------------------------------------------
-    def _new_run_dir(self) -> Path:
-        """Claim a run folder for this process alone: created atomically (`mkdir`), then locked.
+    def _new_run_folder(self) -> RunFolder:
+        """Claim a run folder for this process alone: created atomically (`RunFolder.create`), then locked.
 
-        A default name (the time) gets a -2, -3 … suffix when another run took it in the same
-        second. A named folder is refused while another process trains in it (its lock is held) or
-        when it holds a checkpoint (continue it with --resume); a named folder without a checkpoint
-        (a run killed before its first one) is started again from step 0.
+        A named folder is refused while another process trains in it (its lock is held) or when it
+        holds a checkpoint (continue it with --resume); a named folder without a checkpoint (a run
+        killed before its first one) is started again from step 0.
         """
-        config = self.config
-        parent = Path(config.log_folder) / (config.model_name or config.model) / config.experiment
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            if config.run_string:
-                run_dir = parent / config.run_string
-                run_dir.mkdir(exist_ok=True)
-            else:
-                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-                for number in itertools.count(1):
-                    run_dir = parent / (stamp if number == 1 else f"{stamp}-{number}")
-                    try:
-                        run_dir.mkdir()
-                        break
-                    except FileExistsError:
-                        continue
-        except OSError as error:
-            raise SpriteForgeError(imageio.io_error_message(error)) from None
-        self._lock_run_dir(run_dir)
-        if has_checkpoint(run_dir):
+        folder = RunFolder.create(self.config)
+        self._lock_run_dir(folder.path)
+        if folder.has_checkpoint():
             self.release()
-            raise SpriteForgeError(f"{run_dir}: a run already exists there; continue it with --resume {run_dir} or pick another --run-string")
-        imageio.remove_orphans(run_dir / "checkpoints")
-        return run_dir
+            raise SpriteForgeError(f"{folder.path}: a run already exists there; continue it with --resume {folder.path} or pick another --run-string")
+        imageio.remove_orphans(folder.checkpoints)
+        return folder
 
     def _lock_run_dir(self, run_dir: Path) -> None:
         """Hold `run_dir/.lock` while this Trainer lives or trains: a second process is refused."""
         if not run_dir.is_dir():
             raise SpriteForgeError(f"{run_dir}: no such run folder (checkpoint not found)")
-        lock = FileLock(str(run_dir / ".lock"), timeout=0)
+        lock = FileLock(str(RunFolder(run_dir).lock), timeout=0)
         try:
             lock.acquire()
         except Timeout:
             raise SpriteForgeError(f"{run_dir}: another spriteforge process is training in this run folder; wait for it to "
                                    f"finish or stop it (a second one would overwrite its checkpoints)") from None
         except OSError as error:
-            raise SpriteForgeError(imageio.io_error_message(error, run_dir / ".lock")) from None
+            raise SpriteForgeError(imageio.io_error_message(error, RunFolder(run_dir).lock)) from None
         self.lock = lock
 
     def release(self) -> None:
@@ -264,7 +244,7 @@ class Trainer:
 
     def _write_run_files(self, command_line: str, resumed: dict | None = None) -> None:
         record = self.config.to_toml_dict()
-        path = self.run_dir / "configuration.toml"
+        path = self.folder.configuration
         history = []
         if resumed is not None and path.is_file():
             try:
@@ -280,14 +260,14 @@ class Trainer:
             temporary.write_text(tomli_w.dumps(record))
         if resumed is not None:
             return
-        (self.run_dir / "command-line.txt").write_text(command_line + "\n")
+        self.folder.command_line.write_text(command_line + "\n")
         counts = {name: parameter_count(net) for name, net in self.model.networks().items()}
         description = [f"model: {self.config.model}", f"data: {self.data.describe()}", f"device: {self.device}"]
         description += [f"{name}: {count:,} parameters" for name, count in counts.items()]
-        (self.run_dir / "model-description.txt").write_text("\n".join(description) + "\n\n" + self.model.describe())
+        self.folder.description.write_text("\n".join(description) + "\n\n" + self.model.describe())
 
-    def _restore(self, path: Path) -> None:
-        path, tensors, meta = ckpt.read_newest(path, warn=lambda line: print(line, file=sys.stderr))
+    def _restore(self, checkpoint: tuple[Path, dict, dict]) -> None:
+        path, tensors, meta = checkpoint
         written_by = meta["versions"].get("spriteforge")
         if written_by and written_by != __version__:
             print(f"warning: {path} was written by SpriteForge {written_by}, this is {__version__}; "
@@ -319,7 +299,7 @@ class Trainer:
             "history": self.state.history,
         }
         try:
-            path = ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra,
+            path = ckpt.save_checkpoint(self.folder.latest, self.model, self.state.step, extra,
                                         keep=self.config.get("keep_checkpoints") or 2)
         except ckpt.NonFiniteState as error:
             raise self.diverged(self.state.step, str(error)) from None
@@ -434,7 +414,7 @@ class Trainer:
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         return torch.profiler.profile(
             activities=activities, schedule=torch.profiler.schedule(wait=0, warmup=1, active=max(1, self.config.profile - 1), repeat=1),
-            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.run_dir / "profile")),
+            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.folder.profile)),
         )
 
     # -- evaluation, previews, the end --------------------------------------------------------------
@@ -448,7 +428,7 @@ class Trainer:
         config = self.config
         self.model.eval()
         preview = self.model.preview(self.evaluation_set(self.data.train)[:3], self.evaluation_set(self.data.test)[:3], self.device)
-        imageio.save_png(preview, self.run_dir / "previews" / f"step_{step:06d}.png", scale=2)
+        imageio.save_png(preview, self.folder.preview(step), scale=2)
         self.writer.add_image("preview", preview, step, dataformats="HWC")
         if config.callback_debug_discriminator:
             self._debug_discriminator(step)
@@ -470,7 +450,7 @@ class Trainer:
                 if self.state.best_validation is None or selection < self.state.best_validation:
                     self.state.best_validation, self.state.best_step = selection, step
                     self.state.evaluations_without_improvement = 0
-                    ckpt.save_checkpoint(self.run_dir / "checkpoints" / BEST, self.model, step,
+                    ckpt.save_checkpoint(self.folder.best, self.model, step,
                                          {"validation_l1": selection, "test_l1": results.get("test")},
                                          include_training_state=False, networks=self.model.inference_networks)
                 else:
@@ -513,12 +493,12 @@ class Trainer:
             if outputs is None:
                 continue
             image = discriminator_debug_grid(*outputs)
-            imageio.save_png(image, self.run_dir / "discriminated-images" / f"discriminated_{split}_at_step_{step}.png", scale=2)
+            imageio.save_png(image, self.folder.discriminated(split, step), scale=2)
 
     def finish(self, elapsed: float) -> None:
         """Restore the best generator (if any), write test images, exports and a summary."""
         config = self.config
-        best_path = self.run_dir / "checkpoints" / BEST
+        best_path = self.folder.best
         summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1), "versions": versions()}
         if self.state.history:
             summary["last_evaluation"] = self.state.history[-1]
@@ -532,11 +512,11 @@ class Trainer:
         picks = np.linspace(0, len(test) - 1, min(100, len(test))).round().astype(int)
         at_step = summary.get("best_step", self.state.step)
         for stem, image in self.model.final_images(test[picks], self.device).items():
-            imageio.save_png(image, self.run_dir / "test-images" / f"{stem}_at_step_{at_step}.png", scale=2)
+            imageio.save_png(image, self.folder.test_image(stem, at_step), scale=2)
         if config.save_model:
-            ckpt.save_checkpoint(self.run_dir / "models" / "generator.safetensors", self.model, summary.get("best_step", self.state.step),
+            ckpt.save_checkpoint(self.folder.exported, self.model, summary.get("best_step", self.state.step),
                                  include_training_state=False, networks=self.model.inference_networks)
-        with imageio.atomic_write(self.run_dir / "summary.json") as temporary:
+        with imageio.atomic_write(self.folder.summary) as temporary:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
 
 
