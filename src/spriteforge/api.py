@@ -28,6 +28,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluating import evaluate_location
 from spriteforge.evaluation.protocol import parse_metrics
 from spriteforge.inference import load_for_inference, resolve_sampler, torch_device
+from spriteforge.models.kinds import Imputer
 from spriteforge.palettes import read_palette
 from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
 from spriteforge.pixelart import pixelate as pixelate_array
@@ -86,7 +87,7 @@ class Model:
         self.views: tuple[str, ...] = tuple(config.domains)
         size = network.image_size
         self.image_size: int | tuple[int, int] = size[0] if isinstance(size, tuple) and size[0] == size[1] else size
-        self.imputes: bool = bool(network.imputes)
+        self.imputes: bool = isinstance(network, Imputer)
 
     def __repr__(self) -> str:
         role = "draws missing views" if self.imputes else "draws new characters"

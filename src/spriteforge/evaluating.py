@@ -21,6 +21,7 @@ from spriteforge.evaluation.protocol import (FEATURE_METRICS, METRICS, SAMPLER_M
 from spriteforge.imageio import atomic_write, to_tensor
 from spriteforge.inference import BUNDLED, load_for_inference
 from spriteforge.models.baselines import BASELINES, baseline
+from spriteforge.models.kinds import Imputer
 from spriteforge.options import dataset_sources
 from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
 from spriteforge.training.run_folder import RunFolder
@@ -35,7 +36,7 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
     imputers: dict = {}
     if not model.startswith("baseline:"):
         network, config = load_for_inference(model, device)
-        if not network.imputes:
+        if not isinstance(network, Imputer):
             return evaluate_sampler_location(model, network, config, datasets=datasets, data_dir=data_dir, split=split,
                                              selected=selected, baselines=baselines, limit=limit, device=device, resize=resize,
                                              background=background, image_size=image_size, seed=seed, out=out)

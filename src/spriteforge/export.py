@@ -27,6 +27,7 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import load_for_inference
+from spriteforge.models.kinds import Imputer
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -75,7 +76,7 @@ def example_inputs(model, config, batch: int = 2) -> tuple[nn.Module, tuple, lis
     """(wrapper module, example inputs, input names, output names, dynamic axes) for exporting `model`."""
     size, domains, channels = config.image_size, len(config.domains), config.output_channels
     generator = torch.Generator().manual_seed(0)
-    if model.imputes:
+    if isinstance(model, Imputer):
         views = torch.rand(batch, domains, channels, size, size, generator=generator) * 2 - 1
         available = torch.zeros(batch, domains, dtype=torch.bool)
         available[:, 2] = True

@@ -8,6 +8,7 @@ import torch
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
+from spriteforge.models.kinds import Stylizer
 from spriteforge.models.pix2pix import PairModels
 from spriteforge.options import BY_KEY, LEGACY, Config, coerce
 from spriteforge.training import checkpoint as ckpt
@@ -79,9 +80,9 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu",
     config = config_from_meta(meta, path)
     shape = meta["shape"]
     cls = model_class(meta["model"])
-    if cls.stylizes and not stylize:
+    if issubclass(cls, Stylizer) and not stylize:
         raise SpriteForgeError(f"{path}: a {meta['model']} model turns pictures into pixel art; use `spriteforge stylize`")
-    if stylize and not cls.stylizes:
+    if stylize and not issubclass(cls, Stylizer):
         raise SpriteForgeError(f"{path}: a {meta['model']} model does not turn pictures into pixel art; "
                                "stylize needs a run of cyclegan or pix2pix-pairs (or use `spriteforge pixelate` without a model)")
     model = cls(config, shape["domains"], shape["channels"], shape["image_size"])

@@ -14,6 +14,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.blocks import parameter_count, update_moving_average
 from spriteforge.models.diffaugment import augment_discriminator
 from spriteforge.models.evaluation import evaluate_l1, preview_grid, test_image_grid
+from spriteforge.models.kinds import Imputer, Stylizer
 from spriteforge.models.views import evaluation_cases
 from spriteforge.options import Config, read_toml
 
@@ -39,13 +40,17 @@ class SpriteModel(nn.Module):
     """Overrides of the option table's defaults for this model."""
     inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
     """Networks `translate` needs: the best checkpoint and exports hold only these."""
-    imputes: ClassVar[bool] = True
-    """False for models that draw new characters from noise (DCGAN …): they offer `sample`, not `impute`."""
+    imputes: ClassVar[bool] = False
+    """Whether the model is an `Imputer` (models/kinds.py): derived from its methods, never set by hand."""
     evaluation_given_views: ClassVar[int] = 1
     """How many views training-time L1 evaluation gives the model per case (1 for single-source models)."""
     stylizes: ClassVar[bool] = False
-    """True for picture → pixel-art models (cyclegan, pix2pix-pairs): `stylize` uses them, `translate`,
-    `sample` and `evaluate` refuse them."""
+    """Whether the model is a `Stylizer` (picture → pixel art: cyclegan, pix2pix-pairs; `stylize` uses them,
+    `translate`, `sample` and `evaluate` refuse them): derived from its methods, never set by hand."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.imputes, cls.stylizes = issubclass(cls, Imputer), issubclass(cls, Stylizer)
 
     data_kind: ClassVar[str] = "characters"
     """The training data this model needs; the engine reads it (models never read data themselves):
@@ -142,11 +147,6 @@ class SpriteModel(nn.Module):
     # -- inference --------------------------------------------------------------------------------
     #: True when `impute` accepts `palette=` and draws only its colours (collagan --palette-quantization).
     quantizes_palette = False
-
-    @torch.no_grad()
-    def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""
-        raise NotImplementedError
 
     def preview(self, train_views: torch.Tensor, test_views: torch.Tensor, device) -> np.ndarray:
         """The preview grid of a few train and test characters [N, D, C, H, W] (default: every view imputed)."""

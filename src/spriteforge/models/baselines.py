@@ -21,6 +21,10 @@ class CopyBaseline:
     def to(self, device):
         return self
 
+    def can_impute(self, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Any given view will do."""
+        return available.any(dim=1)
+
     @torch.no_grad()
     def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         try:

@@ -136,8 +136,6 @@ class CycleGAN(SpriteModel):
     defaults = {"lr": 2e-4, "batch": 1, "feature-maps": 64, "generator-blocks": 9, "pool-size": 50,
                 "lambda-reconstruction": 10.0, "lambda-identity": 0.5}
     inference_networks = ("generator_ab", "generator_ba")
-    imputes = False
-    stylizes = True
     size_multiple = SIZE_MULTIPLE
 
     data_kind = "unpaired-pictures"

@@ -105,7 +105,6 @@ class DCDiscriminator(nn.Module):
 
 class DCGAN(SpriteModel):
     name = "dcgan"
-    imputes = False
     uses = frozenset({"latent", "diff-augment", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial", "ema-decay"})
     # TinyHero's notebook: latent 84, base width 48, lr 2e-4, 64 images a batch (16 characters × 4 views);
     # no moving average of G (the notebook had none; --ema-decay 0.999 turns one on).
@@ -135,9 +134,6 @@ class DCGAN(SpriteModel):
         if views is not None:
             raise SpriteForgeError("this model is unconditional: it cannot draw a chosen view (train cdcgan for --view)")
         return self.drawing_generator(noise)
-
-    def impute(self, views, available, target):
-        raise SpriteForgeError(f"{self.name} draws new characters from noise and cannot draw missing views; use `spriteforge sample`")
 
     # -- training -----------------------------------------------------------------------------------
     def _labels(self, count: int, real: bool, device) -> torch.Tensor:

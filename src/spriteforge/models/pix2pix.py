@@ -184,7 +184,6 @@ class PairModels(nn.Module):
     models (mirror pose first, as for StarGAN); when two runs cover the same pair, the first found wins.
     """
 
-    imputes = True
     quantizes_palette = False
 
     def __init__(self, models: list[Pix2Pix]):

@@ -17,7 +17,6 @@ from spriteforge.models.pix2pix import DOWN_WIDTHS, Pix2Pix, check_unet_size
 class Pix2PixPairs(Pix2Pix):
     name = "pix2pix-pairs"
     uses = frozenset({"domain-a", "lambda-l1", "lambda-adversarial"})
-    stylizes = True
     size_multiple = 2 ** len(DOWN_WIDTHS)  # the U-Net halves the image 6 times
 
     data_kind = "paired-pictures"

@@ -37,6 +37,7 @@ from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
 from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
+from spriteforge.models.kinds import Imputer
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
 from spriteforge.options import tomllib
 from spriteforge.training import checkpoint as ckpt
@@ -477,7 +478,7 @@ class Trainer:
             if len(characters) < 2:  # a covariance needs at least two images
                 continue
             views = self.evaluation_set(characters)
-            if self.model.imputes:
+            if isinstance(self.model, Imputer):
                 scores = evaluate_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
             else:
                 scores = evaluate_sample_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
