@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import tomli_w
 
 from spriteforge import VIEWS, __version__
 from spriteforge.errors import SpriteForgeError
@@ -43,7 +44,35 @@ class TrainCommand(click.Command):
                 continue
             joined.append(arg)
             index += 1
+        if args and not args[0].startswith("-") and any(arg in ("-h", "--help") for arg in args):
+            ctx.meta["help_model"] = args[0]  # `train MODEL … --help`: that model's flags only
         return super().parse_args(ctx, joined)
+
+    def format_options(self, ctx, formatter):
+        """With a model named (`train dcgan --help`): only the flags it takes, each with its default."""
+        name = ctx.meta.get("help_model")
+        if not name:
+            return super().format_options(ctx, formatter)
+        from spriteforge.models import model_class
+
+        cls = model_class(name)
+        defaults = {key.replace("-", "_"): value for key, value in cls.defaults.items()}
+        rows = []
+        for param in self.get_params(ctx):
+            option = BY_KEY.get(param.name)
+            if option is not None and (option.name in cls.refuses or not (option.common or option.name in cls.uses)):
+                continue
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if option is not None:
+                default = defaults.get(option.key, option.default)
+                if default not in (None, "", [], False):
+                    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+                    record = (record[0], f"{record[1]}  [default: {shown}]")
+            rows.append(record)
+        with formatter.section(f"Options of {name}"):
+            formatter.write_dl(rows)
 
 
 def _option_decorators():
@@ -77,9 +106,12 @@ RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "ke
 @click.argument("model", required=False)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of options (the command line overrides it)")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="continue the run in this folder exactly where it stopped")
+@click.option("--print-config", "print_config", is_flag=True, help="print the resolved configuration as TOML and exit (nothing is trained)")
 @_with_options
-def train(model, config_file, resume, **values):
-    """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set)."""
+def train(model, config_file, resume, print_config, **values):
+    """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set).
+
+    `spriteforge train MODEL --help` lists the flags MODEL takes, with their defaults."""
     from spriteforge.models import MODELS, model_class
     from spriteforge.training.engine import Trainer, command_line_string
 
@@ -95,12 +127,18 @@ def train(model, config_file, resume, **values):
     model = model or given.pop("model", None)
     given.pop("model", None)
     if resume:
+        if print_config:
+            click.echo(tomli_w.dumps(_resumed_config(Path(resume), model, given)[0].to_toml_dict()), nl=False)
+            return
         trainer = _resumed_trainer(Path(resume), model, given)
     else:
         if not model:
             raise SpriteForgeError(f"name a model to train: one of {', '.join(MODELS)}")
         cls = model_class(model)
         config = resolve(model, cls.uses, cls.defaults, given, cls.refuses)
+        if print_config:
+            click.echo(tomli_w.dumps(config.to_toml_dict()), nl=False)
+            return
         if "all" in (config.get("source"), config.get("target")):
             return _train_pairs(config, given)
         trainer = Trainer(config, command_line=command_line_string())
@@ -109,9 +147,16 @@ def train(model, config_file, resume, **values):
 
 def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
     """A Trainer continuing the run in `run_dir` with its own options (only RESUME_OVERRIDES may change)."""
+    from spriteforge.training.engine import Trainer
+
+    config, checkpoint = _resumed_config(run_dir, model, given)
+    return Trainer(config, resume=run_dir, checkpoint=checkpoint)
+
+
+def _resumed_config(run_dir: Path, model: str | None, given: dict):
+    """(configuration, newest checkpoint or None) of the run in `run_dir` with `given` overrides applied."""
     from spriteforge.inference import config_from_meta
     from spriteforge.models import model_class
-    from spriteforge.training.engine import Trainer
     from spriteforge.training.run_folder import RunFolder
 
     folder = RunFolder(run_dir)
@@ -139,7 +184,7 @@ def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
         if key in given:
             config["steps"], config["epochs"] = None, None
     config.update({key: coerce(BY_KEY[key], value) for key, value in given.items()})
-    return Trainer(config, resume=run_dir, checkpoint=checkpoint)
+    return config, checkpoint
 
 
 def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
