@@ -19,7 +19,8 @@ import torch
 from spriteforge.data.loading import load_data
 from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation.inception import InceptionFeatures
-from spriteforge.evaluation.protocol import CopyBaseline, MirrorBaseline, run_protocol
+from spriteforge.evaluation.protocol import run_protocol
+from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
 
 
 def timed(function, *args, **kwargs):

@@ -277,7 +277,7 @@ def test_biggan_trains_and_samples_views_through_the_cli(tmp_path):
     assert model.drawing_generator is model.generator_ema
     with pytest.raises(SpriteForgeError, match="--truncation must be 0"):
         sample_files(run, tmp_path / "x.png", truncation=-1.0)
-    from spriteforge.evaluation.protocol import evaluate_location
+    from spriteforge.evaluating import evaluate_location
 
     with pytest.raises(SpriteForgeError, match="biggan draws new characters: only fid, kid, palette apply"):
         evaluate_location(str(run), selected=("l1",))

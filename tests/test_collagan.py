@@ -12,7 +12,8 @@ from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses, model_class
 from spriteforge.models.blocks import parameter_count
-from spriteforge.models.collagan import AffluentGenerator, dropout_probabilities, sample_kept_views, temperature_at
+from spriteforge.models.collagan import AffluentGenerator, temperature_at
+from spriteforge.models.views import dropout_probabilities, sample_kept_views
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer
 
@@ -57,7 +58,7 @@ def test_shapes_and_missing_views_are_zeros():
 
 
 def test_target_prior_puts_the_trivial_guess_in_the_target_slot():
-    from spriteforge.models.guess import guess_views
+    from spriteforge.models.views import guess_views
 
     views = torch.rand(3, 4, 4, 32, 32) * 2 - 1
     available = torch.tensor([[0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.bool)
@@ -85,7 +86,7 @@ def test_target_prior_puts_the_trivial_guess_in_the_target_slot():
 
 
 def test_residual_target_prior_starts_at_the_guess_and_learns_a_bounded_correction():
-    from spriteforge.models.guess import guess_views
+    from spriteforge.models.views import guess_views
 
     torch.manual_seed(0)
     views = sprites(4)
@@ -107,7 +108,7 @@ def test_residual_target_prior_starts_at_the_guess_and_learns_a_bounded_correcti
 
 
 def test_select_target_prior_draws_only_pixels_of_the_given_views():
-    from spriteforge.models.guess import guess_views
+    from spriteforge.models.views import guess_views
 
     torch.manual_seed(0)
     views = sprites(4)

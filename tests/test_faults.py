@@ -133,14 +133,14 @@ def test_2_a_live_run_folder_is_refused(tmp_path):
 
 
 def test_2_default_names_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
-    from spriteforge.training import engine
+    from spriteforge.training import run_folder
 
-    class Frozen(engine.datetime):
+    class Frozen(run_folder.datetime):
         @classmethod
         def now(cls, tz=None):
             return cls(2026, 1, 2, 3, 4, 5)
 
-    monkeypatch.setattr(engine, "datetime", Frozen)
+    monkeypatch.setattr(run_folder, "datetime", Frozen)
     first, second = trainer(tmp_path, ""), trainer(tmp_path, "")
     assert first.run_dir.name == "20260102-030405" and second.run_dir.name == "20260102-030405-2"
 
@@ -347,7 +347,7 @@ def test_12_huge_outputs_are_refused_before_allocation_naming_the_command_flags(
     one_line_error(*cli(["pixelate", sprite, "--out", tmp_path / "p.png", "--size", "1024", "--scale", "32"], capsys),
                    "32768x32768", "lower --size or --scale")
     drawn = []
-    monkeypatch.setattr("spriteforge.sampling.latent_vectors", lambda *a: drawn.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr("spriteforge.api.latent_vectors", lambda *a: drawn.append(a) or (_ for _ in ()).throw(AssertionError))
     one_line_error(*cli(["sample", tiny_run, "-n", "4096", "--scale", "32", "--out", tmp_path / "g.png"], capsys),
                    "the grid would be", "lower -n or --scale")
     assert not drawn

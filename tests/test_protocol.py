@@ -13,7 +13,9 @@ from conftest import write_split_folder
 from spriteforge.cli import main
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import inception, protocol
-from spriteforge.evaluation.protocol import CopyBaseline, MirrorBaseline, cases, run_protocol
+from spriteforge.evaluation.protocol import cases, run_protocol
+from spriteforge.models import baselines
+from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
 
 
 @pytest.fixture(autouse=True)
@@ -87,13 +89,13 @@ def test_mirror_baseline_flips_the_other_side_or_falls_back_to_copy():
     assert torch.equal(out[1], views[1, 2])  # no right given: copy (front)
     out = mirror.impute(views, torch.ones(2, 4, dtype=torch.bool), torch.tensor([0, 3]))
     assert torch.equal(out[0], views[0, 2]) and torch.equal(out[1], views[1, 1].flip(-1))
-    assert protocol.baseline("mirror").name == "baseline:mirror"
+    assert baselines.baseline("mirror").name == "baseline:mirror"
     with pytest.raises(SpriteForgeError, match="unknown baseline"):
-        protocol.baseline("baseline:nearest")
+        baselines.baseline("baseline:nearest")
 
 
 def test_protocol_with_a_perfect_imputer_and_the_baselines(tmp_path):
-    from spriteforge.training.engine import to_model_input
+    from spriteforge.data.batches import to_model_input
 
     images = characters()
     views = to_model_input(torch.from_numpy(images), 4)
@@ -203,7 +205,7 @@ def test_protocol_fid_and_kid_reuse_features(extractor):
 
 
 def test_training_time_fid_helper(extractor):
-    from spriteforge.training.engine import to_model_input
+    from spriteforge.data.batches import to_model_input
 
     views = to_model_input(torch.from_numpy(characters(count=5, size=16, seed=2)), 4)
     before = extractor.computed
@@ -248,7 +250,7 @@ class FrontToRight(Oracle):
 
 
 def test_protocol_skips_cases_a_pair_model_cannot_draw():
-    from spriteforge.training.engine import to_model_input
+    from spriteforge.data.batches import to_model_input
 
     images = characters()
     views = to_model_input(torch.from_numpy(images), 4)
@@ -302,7 +304,7 @@ def test_evaluate_a_sampler_reports_pixel_art_statistics(tmp_path, capsys):
 
 
 def test_evaluate_a_view_conditional_sampler_per_view(tmp_path, extractor):
-    from spriteforge.evaluation.protocol import evaluate_location
+    from spriteforge.evaluating import evaluate_location
 
     run = _sampler_run(tmp_path, "cdcgan", feature_maps=4)
     report, _, text = evaluate_location(str(run), selected=("fid", "kid"), limit=4)

@@ -11,7 +11,7 @@ from PIL import Image
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
-from spriteforge.models.collagan import dropout_probabilities
+from spriteforge.models.views import dropout_probabilities
 from spriteforge.models.munit_blocks import ContentEncoder, Decoder, StyleEncoder, lsgan_loss
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer

@@ -183,7 +183,7 @@ def test_test_images_flag_sets_how_many_characters_are_drawn(tmp_path):
 
 
 def test_test_image_grid_draws_every_view_from_each_single_view():
-    from spriteforge.training.evaluation import test_image_grid
+    from spriteforge.models.evaluation import test_image_grid
 
     model = make().eval()
     character = torch.rand(4, 4, 64, 64) * 2 - 1

@@ -12,6 +12,7 @@ from spriteforge.models.blocks import parameter_count
 from spriteforge.options import resolve
 from spriteforge.stylize import stylize_files
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.engine import training_data
 
 from test_cli import assert_clean_error, run_cli
 from test_cyclegan import make as make_cyclegan, write_pictures, write_pixel_art
@@ -69,7 +70,7 @@ def test_pix2pix_pairs_model_and_flags(tmp_path):
         with pytest.raises(SpriteForgeError, match=f"not used by pix2pix-pairs"):
             pairs_config(tmp_path, **{flag: value})
     with pytest.raises(SpriteForgeError, match="divisible by 64"):
-        PAIRS.training_data(pairs_config(tmp_path, image_size=32))
+        training_data(PAIRS, pairs_config(tmp_path, image_size=32))
 
 
 def test_cli_train_pairs_then_stylize_a_folder(tmp_path):

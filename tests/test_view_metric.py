@@ -15,8 +15,9 @@ from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation import protocol, views
-from spriteforge.evaluation.protocol import Case, CopyBaseline, MirrorBaseline, case_metrics, generate, run_protocol
-from spriteforge.training.engine import to_model_input
+from spriteforge.evaluation.protocol import Case, case_metrics, generate, run_protocol
+from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
+from spriteforge.data.batches import to_model_input
 
 ARCHIVE_NAMES = ("tiny-hero.zip", "rpg-maker-2000.zip", "rpg-maker-xp.zip", "rpg-maker-vxace.zip", "miscellaneous.zip")
 PER_ARCHIVE = 10

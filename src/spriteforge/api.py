@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
+import torch
 from PIL import Image
 
+from spriteforge import VIEWS, imageio
+from spriteforge.drawing import STYLE_SOURCES, draw_characters, latent_vectors, snap_to_palette, style_rows
 from spriteforge.errors import SpriteForgeError
-from spriteforge.pixelart import SAMPLE_COLOURS
+from spriteforge.evaluating import evaluate_location
+from spriteforge.evaluation.protocol import parse_metrics
+from spriteforge.inference import load_for_inference, resolve_sampler, torch_device
+from spriteforge.models.kinds import Imputer
+from spriteforge.palettes import read_palette
+from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
+from spriteforge.pixelart import pixelate as pixelate_array
 
 ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
 """A PIL image, a uint8 [H, W, 4] (or [H, W, 3]) array, or the path of an image file."""
@@ -33,8 +42,6 @@ PaletteLike = Union[np.ndarray, Sequence[Sequence[int]], str, os.PathLike, None]
 
 def as_rgba(image: ImageLike) -> np.ndarray:
     """Any `ImageLike` as uint8 RGBA [H, W, 4] with fully transparent pixels zeroed (paths: size-checked loader)."""
-    from spriteforge import imageio
-
     if isinstance(image, (str, os.PathLike)):
         return imageio.load_image(image)[0]
     if isinstance(image, Image.Image):
@@ -59,7 +66,6 @@ def as_palette(palette: PaletteLike) -> np.ndarray | None:
     if palette is None:
         return None
     if isinstance(palette, (str, os.PathLike)):
-        from spriteforge.palettes import read_palette
 
         return read_palette(palette)
     colours = np.asarray(palette)
@@ -81,7 +87,7 @@ class Model:
         self.views: tuple[str, ...] = tuple(config.domains)
         size = network.image_size
         self.image_size: int | tuple[int, int] = size[0] if isinstance(size, tuple) and size[0] == size[1] else size
-        self.imputes: bool = bool(network.imputes)
+        self.imputes: bool = isinstance(network, Imputer)
 
     def __repr__(self) -> str:
         role = "draws missing views" if self.imputes else "draws new characters"
@@ -128,8 +134,6 @@ class Model:
         `palette` snaps every view, given ones included, to those colours (a palette-quantising collagan
         draws with them directly); `style` ([1, style_size] tensor; munit, remic) replaces the encoded style.
         """
-        from spriteforge.drawing import draw_characters
-
         self._require_imputer()
         if style is not None and not self.style_size:
             raise SpriteForgeError(f"style: {self.kind} has no style code to vary (munit and remic have one)")
@@ -164,8 +168,6 @@ class Model:
         """`count` versions of one character from a model with a style code (munit, remic): with `style`
         "encoded" the first uses the model's own encoded style, the others (all of them with "sampled")
         styles drawn from N(0, I) seeded by `seed`; the same seed gives the same versions."""
-        from spriteforge.drawing import STYLE_SOURCES, style_rows
-
         if not self.style_size:
             raise SpriteForgeError(f"{self.kind} has no style code to vary (munit and remic have one); use translate()")
         if count < 1:
@@ -184,13 +186,6 @@ class Model:
                       binary_alpha: bool = True, colours: int = SAMPLE_COLOURS, palette: PaletteLike = None,
                       interpolate: bool = False) -> np.ndarray:
         """The array form of `sample`: uint8 [count, H, W, 4]."""
-        import torch
-
-        from spriteforge import imageio
-        from spriteforge.drawing import snap_to_palette
-        from spriteforge.pixelart import pixel_art_samples
-        from spriteforge.sampling import latent_vectors
-
         if self.imputes:
             raise SpriteForgeError(f"{self.kind} draws missing views, not new characters; use model.translate() (or `spriteforge translate`)")
         if count < 1:
@@ -236,8 +231,6 @@ class Model:
 def load_model(name_or_path: str | os.PathLike = "default", device: str = "cpu") -> Model:
     """Load a model for use: "default" (the bundled turnaround model), a run folder of `spriteforge train`,
     an exported or checkpoint `.safetensors` file, or a folder of pix2pix runs. `device`: cpu, cuda, cuda:1."""
-    from spriteforge.inference import load_for_inference, torch_device
-
     torch_dev = torch_device(device)
     network, config = load_for_inference(name_or_path, torch_dev)
     return Model(network, config, torch_dev, str(name_or_path))
@@ -250,8 +243,6 @@ def _model(model: Model | str | os.PathLike, device: str) -> Model:
 def sample(model: Model | str | os.PathLike = "default", count: int = 16, seed: int = 0, view: str | None = None,
            truncation: float | None = None, device: str = "cpu", colours: int = SAMPLE_COLOURS) -> list[Image.Image]:
     """New characters from a sampling model (a `Model` or where to load one; "default": the bundled sampler): see `Model.sample`."""
-    from spriteforge.inference import resolve_sampler
-
     return _model(model if isinstance(model, Model) else resolve_sampler(model), device).sample(count=count, seed=seed, view=view, truncation=truncation, colours=colours)
 
 
@@ -261,8 +252,6 @@ def pixelate_detailed(image: ImageLike, size: int = 64, colours: int = 16, palet
     """`pixelate` with what it found: a `pixelart.Pixelated` (`.image` uint8 RGBA, `.palette` [K, 3],
     `.grid` the detected pixel grid or None, `.describe()` one line). `scale`: the upscale it will be
     written at; an output over the size limit is refused before the palette work."""
-    from spriteforge.pixelart import pixelate as pixelate_array
-
     if size < 1 or not 1 <= colours <= 255:
         raise SpriteForgeError(f"size must be at least 1 and colours 1 to 255, got size {size}, colours {colours}")
     return pixelate_array(as_rgba(image), size=size, colours=colours, palette=as_palette(palette), clean=clean,
@@ -292,8 +281,6 @@ def evaluate(model: Model | str | os.PathLike, dataset: str | None = None, metri
     need Inception weights); `limit`: evenly spaced characters (0 = all). The JSON and Markdown reports
     are written to `out` (default: beside the run). Returns the report dict (`report["cases"]`, `report["summary"]`…).
     """
-    from spriteforge.evaluation.protocol import evaluate_location, parse_metrics
-
     location = model.location if isinstance(model, Model) else str(model)
     report, _, _ = evaluate_location(location, datasets=[dataset] if dataset else None, data_dir=data_dir, split=split,
                                      selected=parse_metrics(list(metrics)), baselines=baselines, limit=limit, device=device,
@@ -303,8 +290,6 @@ def evaluate(model: Model | str | os.PathLike, dataset: str | None = None, metri
 
 def sheet(views: Mapping[str, Image.Image] | Sequence[Mapping[str, Image.Image]], order: Sequence[str] | None = None) -> Image.Image:
     """One sprite sheet from translated views: one row per character, views left to right (`order`, default back, left, front, right)."""
-    from spriteforge import VIEWS, imageio
-
     characters = [views] if isinstance(views, Mapping) else list(views)
     order = list(order or VIEWS)
     return to_pil(imageio.grid([[as_rgba(character[name]) for name in order] for character in characters], padding=0))
@@ -312,8 +297,6 @@ def sheet(views: Mapping[str, Image.Image] | Sequence[Mapping[str, Image.Image]]
 
 def grid(images: Sequence[ImageLike], columns: int | None = None) -> Image.Image:
     """Tile equally sized images (e.g. `sample()`'s) into one picture, `columns` wide (default: about square)."""
-    from spriteforge import imageio
-
     arrays = [as_rgba(image) for image in images]
     columns = columns or math.ceil(math.sqrt(len(arrays)))
     return to_pil(imageio.grid([arrays[start : start + columns] for start in range(0, len(arrays), columns)]))

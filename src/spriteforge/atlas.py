@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from spriteforge import imageio
+from spriteforge.pixelart import apply_palette, binarize_alpha, kmeans_palette
 
 TURNAROUND_ORDER = ("front", "right", "back", "left")
 """The order a character turns in (clockwise seen from above) in the GIF preview."""
@@ -23,15 +24,12 @@ def shared_palette(frames: Sequence[np.ndarray], limit: int = 255) -> np.ndarray
     colours, counts = np.unique(opaque, axis=0, return_counts=True)
     if len(colours) <= limit:
         return colours
-    from spriteforge.pixelart import kmeans_palette
 
     return kmeans_palette(colours, counts, limit)
 
 
 def indexed_frame(rgba: np.ndarray, palette: np.ndarray) -> Image.Image:
     """A P-mode image: index 0 transparent, 1… `palette` (each opaque pixel takes its nearest colour)."""
-    from spriteforge.pixelart import apply_palette, binarize_alpha
-
     rgba = binarize_alpha(rgba)
     if len(palette):
         rgba = apply_palette(rgba, palette)

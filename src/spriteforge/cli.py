@@ -1,6 +1,10 @@
 """The `spriteforge` command: train, translate, pixelate, stylize and data.
 
 Every user-facing problem surfaces as one `error: …` line and a non-zero exit, never a traceback.
+
+Each command imports its module (and with it torch, numpy, Pillow) inside its function, on purpose:
+`spriteforge --help`, `--version` and a mistyped flag answer at once instead of after seconds of imports.
+Those imports still go only downwards (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import tomli_w
 
 from spriteforge import VIEWS, __version__
 from spriteforge.errors import SpriteForgeError
@@ -39,7 +44,35 @@ class TrainCommand(click.Command):
                 continue
             joined.append(arg)
             index += 1
+        if args and not args[0].startswith("-") and any(arg in ("-h", "--help") for arg in args):
+            ctx.meta["help_model"] = args[0]  # `train MODEL … --help`: that model's flags only
         return super().parse_args(ctx, joined)
+
+    def format_options(self, ctx, formatter):
+        """With a model named (`train dcgan --help`): only the flags it takes, each with its default."""
+        name = ctx.meta.get("help_model")
+        if not name:
+            return super().format_options(ctx, formatter)
+        from spriteforge.models import model_class
+
+        cls = model_class(name)
+        defaults = {key.replace("-", "_"): value for key, value in cls.defaults.items()}
+        rows = []
+        for param in self.get_params(ctx):
+            option = BY_KEY.get(param.name)
+            if option is not None and (option.name in cls.refuses or not (option.common or option.name in cls.uses)):
+                continue
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if option is not None:
+                default = defaults.get(option.key, option.default)
+                if default not in (None, "", [], False):
+                    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+                    record = (record[0], f"{record[1]}  [default: {shown}]")
+            rows.append(record)
+        with formatter.section(f"Options of {name}"):
+            formatter.write_dl(rows)
 
 
 def _option_decorators():
@@ -73,9 +106,12 @@ RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "ke
 @click.argument("model", required=False)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of options (the command line overrides it)")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="continue the run in this folder exactly where it stopped")
+@click.option("--print-config", "print_config", is_flag=True, help="print the resolved configuration as TOML and exit (nothing is trained)")
 @_with_options
-def train(model, config_file, resume, **values):
-    """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set)."""
+def train(model, config_file, resume, print_config, **values):
+    """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set).
+
+    `spriteforge train MODEL --help` lists the flags MODEL takes, with their defaults."""
     from spriteforge.models import MODELS, model_class
     from spriteforge.training.engine import Trainer, command_line_string
 
@@ -91,12 +127,18 @@ def train(model, config_file, resume, **values):
     model = model or given.pop("model", None)
     given.pop("model", None)
     if resume:
+        if print_config:
+            click.echo(tomli_w.dumps(_resumed_config(Path(resume), model, given)[0].to_toml_dict()), nl=False)
+            return
         trainer = _resumed_trainer(Path(resume), model, given)
     else:
         if not model:
             raise SpriteForgeError(f"name a model to train: one of {', '.join(MODELS)}")
         cls = model_class(model)
         config = resolve(model, cls.uses, cls.defaults, given, cls.refuses)
+        if print_config:
+            click.echo(tomli_w.dumps(config.to_toml_dict()), nl=False)
+            return
         if "all" in (config.get("source"), config.get("target")):
             return _train_pairs(config, given)
         trainer = Trainer(config, command_line=command_line_string())
@@ -105,15 +147,24 @@ def train(model, config_file, resume, **values):
 
 def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
     """A Trainer continuing the run in `run_dir` with its own options (only RESUME_OVERRIDES may change)."""
+    from spriteforge.training.engine import Trainer
+
+    config, checkpoint = _resumed_config(run_dir, model, given)
+    return Trainer(config, resume=run_dir, checkpoint=checkpoint)
+
+
+def _resumed_config(run_dir: Path, model: str | None, given: dict):
+    """(configuration, newest checkpoint or None) of the run in `run_dir` with `given` overrides applied."""
     from spriteforge.inference import config_from_meta
     from spriteforge.models import model_class
-    from spriteforge.training import checkpoint as ckpt
-    from spriteforge.training.engine import Trainer, has_checkpoint
+    from spriteforge.training.run_folder import RunFolder
 
-    path = run_dir / "checkpoints" / "latest.safetensors"
-    recorded = run_dir / "configuration.toml"
-    if has_checkpoint(run_dir) or not recorded.is_file():
-        path, _, meta = ckpt.read_newest(path)
+    folder = RunFolder(run_dir)
+    recorded = folder.configuration
+    checkpoint = None  # read once, here: the Trainer restores from it
+    if folder.has_checkpoint() or not recorded.is_file():
+        checkpoint = folder.read_latest(warn=lambda line: click.echo(line, err=True))
+        path, _, meta = checkpoint
         config = config_from_meta(meta, path)
     else:  # killed before its first checkpoint: the recorded configuration starts it again from step 0
         options = read_toml(recorded)
@@ -133,7 +184,7 @@ def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
         if key in given:
             config["steps"], config["epochs"] = None, None
     config.update({key: coerce(BY_KEY[key], value) for key, value in given.items()})
-    return Trainer(config, resume=run_dir)
+    return config, checkpoint
 
 
 def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
@@ -153,7 +204,7 @@ def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
         else:
             click.echo("\nstopped at once, before the first checkpoint; nothing to resume", err=True)
         sys.exit(130)
-    summary = trainer.run_dir / "summary.json"
+    summary = trainer.folder.summary
     click.echo(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""), err=True)
 
 
@@ -161,7 +212,8 @@ def _train_pairs(config, given: dict) -> None:
     """`--source all` and/or `--target all` (pix2pix): one run per (source, target) pair, named
     SOURCE-TARGET (after --run-string and a dash when given), one after the other. The same command
     again skips finished pairs and resumes an interrupted one, so a long sweep survives a stop."""
-    from spriteforge.training.engine import Trainer, command_line_string, has_checkpoint
+    from spriteforge.training.engine import Trainer, command_line_string
+    from spriteforge.training.run_folder import RunFolder
 
     domains = list(config.domains)
     for flag in ("source", "target"):
@@ -171,16 +223,16 @@ def _train_pairs(config, given: dict) -> None:
     targets = domains if config.target == "all" else [config.target]
     pairs = [(source, target) for source in sources for target in targets if source != target]
     prefix = f"{config.run_string}-" if config.run_string else ""
-    folder = Path(config.log_folder) / (config.model_name or config.model) / config.experiment
+    folder = RunFolder.parent_for(config)
     for number, (source, target) in enumerate(pairs, 1):
         name = f"{prefix}{source}-{target}"
-        run_dir = folder / name
+        run = RunFolder(folder / name)
         click.echo(f"pair {number}/{len(pairs)}: {source} → {target}", err=True)
-        if (run_dir / "summary.json").exists():
-            click.echo(f"already trained: {run_dir}", err=True)
+        if run.is_finished():
+            click.echo(f"already trained: {run.path}", err=True)
             continue
-        if has_checkpoint(run_dir):
-            trainer = _resumed_trainer(run_dir, config.model, {k: v for k, v in given.items() if k in RESUME_OVERRIDES})
+        if run.has_checkpoint():
+            trainer = _resumed_trainer(run.path, config.model, {k: v for k, v in given.items() if k in RESUME_OVERRIDES})
         else:
             pair = Config(config)
             pair.update({"source": source, "target": target, "run_string": name})
@@ -520,7 +572,8 @@ def data_synth(out, count, seed, image_size):
 def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, batch, fid_resize, fid_background, image_size, seed, out, device):
     """The 28-case protocol: every target view from every combination of given views (MODEL: run folder,
     checkpoint, baseline:copy or baseline:mirror); prints the Markdown tables, writes JSON + Markdown."""
-    from spriteforge.evaluation.protocol import evaluate_location, parse_metrics
+    from spriteforge.evaluating import evaluate_location
+    from spriteforge.evaluation.protocol import parse_metrics
 
     _guard_out(out, model_path)
 

@@ -15,16 +15,18 @@ import torch
 
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
-from spriteforge.inference import find_checkpoint, load_for_inference, torch_device
 from spriteforge.drawing import binarise_alpha, read_forced_palette, snap_to_palette
+from spriteforge.inference import find_checkpoint, load_for_inference, torch_device
+from spriteforge.models.autoencoder import AutoEncoder
+from spriteforge.pixelart import quantize
+from spriteforge.sampling import sample_files
+from spriteforge.training import checkpoint as ckpt
 
 BATCH = 64
 
 
 def load_autoencoder(location, device):
     """The autoencoder of a run folder or checkpoint; any other model is refused in one line."""
-    from spriteforge.models.autoencoder import AutoEncoder
-
     model, config = load_for_inference(location, device)
     if not isinstance(model, AutoEncoder):
         raise SpriteForgeError(f"{location}: a '{config.model}' model; denoise needs an autoencoder run (spriteforge train autoencoder)")
@@ -90,8 +92,6 @@ def denoise_images(model, images: np.ndarray, channels: int, device) -> np.ndarr
 
 def finish_sprite(output: np.ndarray, source: np.ndarray, palette: np.ndarray | None, input_palette: bool, colours: int | None) -> np.ndarray:
     """Alpha binarised if the input's was binary; then the chosen palette (which always binarises alpha)."""
-    from spriteforge.pixelart import quantize
-
     if palette is None and input_palette:
         palette = opaque_colours(source)
     if palette is not None:
@@ -122,9 +122,6 @@ def denoise_samples(model_path, sampler_path, out: str | Path, count: int = 16, 
                     compare: str | Path | None = None, device: str = "cpu") -> list[Path]:
     """Notebook 6 in one command: draw `count` samples with a sampling model (as `spriteforge sample --separate`
     does), then clean them. OUT is a folder: OUT/raw/ holds the samples and their grid, OUT/sample-NNN.png the cleaned ones."""
-    from spriteforge.sampling import sample_files
-    from spriteforge.training import checkpoint as ckpt
-
     out = Path(out)
     if out.suffix.lower() == ".png":
         raise SpriteForgeError(f"--out {out}: --from-sample writes a folder (raw/ and the cleaned samples); give a folder name")

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 from spriteforge import imageio
+from spriteforge.data.batches import to_model_input
 from spriteforge.errors import SpriteForgeError
+from spriteforge.palettes import read_palette
 
 
 def binarise_alpha(rgba: np.ndarray) -> np.ndarray:
@@ -27,8 +29,6 @@ MAX_PALETTE = 256
 
 def read_forced_palette(path) -> np.ndarray:
     """`--palette-from FILE`: [N, 3] uint8 colours (a PNG's opaque pixels or hex lines), 1 to 256 of them."""
-    from spriteforge.pixelart import read_palette
-
     palette = read_palette(path)
     if len(palette) > MAX_PALETTE:
         raise SpriteForgeError(f"{path}: {len(palette)} colours; a palette has at most {MAX_PALETTE}")
@@ -82,8 +82,6 @@ def draw_characters(model, config, views: np.ndarray, available: np.ndarray, dev
     palette-quantising model draws with them; every view is then snapped to the nearest one, alpha
     binarised). `style` ([1, S]; munit, remic) replaces the model's own choice of style.
     """
-    from spriteforge.training.engine import to_model_input
-
     forced = {}
     if palette is not None and model.quantizes_palette:
         forced["palette"] = model_palette(palette, config.output_channels).to(device)
@@ -120,3 +118,17 @@ def draw_characters(model, config, views: np.ndarray, available: np.ndarray, dev
                     image = np.zeros_like(result[start + row, index])
                 result[start + row, index] = snap_to_palette(image, palette) if palette is not None else image
     return result
+
+
+def latent_vectors(model, count: int, seed: int, interpolate: bool, truncation: float | None = None) -> torch.Tensor:
+    """`count` latent vectors from `seed`; with `interpolate`, evenly spaced from z(seed) to z(seed + 1).
+
+    `truncation` (BigGAN only) overrides the model's own --truncation; None keeps it.
+    """
+    options = {} if truncation is None else {"truncation": truncation}
+    if not interpolate:
+        return model.noise(count, torch.Generator().manual_seed(seed), **options)
+    start = model.noise(1, torch.Generator().manual_seed(seed), **options)
+    end = model.noise(1, torch.Generator().manual_seed(seed + 1), **options)
+    weights = torch.linspace(0, 1, count)[:, None]
+    return (1 - weights) * start + weights * end

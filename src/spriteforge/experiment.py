@@ -56,8 +56,11 @@ from typing import Any, Callable
 
 from spriteforge.data import registry
 from spriteforge.errors import SpriteForgeError
+from spriteforge.evaluation.protocol import parse_metrics
 from spriteforge.imageio import atomic_write
-from spriteforge.options import BY_NAME, load_toml_file, tomllib
+from spriteforge.models import model_class
+from spriteforge.options import BY_KEY, BY_NAME, load_toml_file, resolve, tomllib
+from spriteforge.training.run_folder import RunFolder
 
 TOP_LEVEL = {"model", "output", "sort", "evaluate", "defaults", "grid", "datasets"}
 SPECIAL = {"model", "dataset", "adhoc", "network"}
@@ -121,8 +124,6 @@ def read_grid(path: str | Path, output: str | Path | None = None, python: str | 
     elif evaluate is not None and not isinstance(evaluate, str):
         raise SpriteForgeError(f"{path}: evaluate must be true, false or a metrics string like \"fid,l1\"")
     if evaluate:
-        from spriteforge.evaluation.protocol import parse_metrics
-
         try:
             parse_metrics(evaluate)
         except SpriteForgeError as error:
@@ -199,7 +200,7 @@ def expand(path: Path, model: str, defaults: dict, grid: dict, datasets: dict, o
             params.setdefault("run-string", name)
             run = Run(len(runs) + 1, str(params["run-string"]), params, varying)
             run.command = train_command(python, model, params, where)
-            run.run_dir = Path(str(params["log-folder"])) / str(params.get("model-name") or model) / str(params["experiment"]) / run.name
+            run.run_dir = RunFolder.parent(params["log-folder"], params.get("model-name") or model, params["experiment"]) / run.name
             if run.run_dir in folders:
                 raise SpriteForgeError(
                     f"{path}: runs '{folders[run.run_dir]}' and '{run.name}' would share the folder {run.run_dir}; "
@@ -321,9 +322,6 @@ def train_command(python: str, model: str, params: dict, where: str) -> list[str
 
 def validate(grid: Grid) -> None:
     """Check every run's options against the model, as `spriteforge train` would, before anything runs."""
-    from spriteforge.models import model_class
-    from spriteforge.options import BY_KEY, resolve
-
     cls = model_class(grid.model)
     for run in grid.runs:
         given = {}
@@ -363,11 +361,7 @@ def select(runs: list[Run], only: list[str] | tuple[str, ...] | None) -> list[Ru
 
 # -- running --------------------------------------------------------------------------------------
 def status(run: Run) -> str:
-    if (run.run_dir / "summary.json").is_file():
-        return "done"
-    if (run.run_dir / "checkpoints" / "latest.safetensors").is_file():
-        return "interrupted"
-    return "new"
+    return RunFolder(run.run_dir).status()
 
 
 def resume_command(run: Run, python: str) -> list[str]:
@@ -380,7 +374,7 @@ def resume_command(run: Run, python: str) -> list[str]:
 
 def evaluate_command(run: Run, python: str, metrics: str) -> list[str]:
     return [python, "-m", "spriteforge", "evaluate", str(run.run_dir), "--metrics", metrics, "--no-baselines",
-            "--out", str(run.run_dir / "evaluation" / "grid")]
+            "--out", str(RunFolder(run.run_dir).evaluation / "grid")]
 
 
 class State:
@@ -496,7 +490,7 @@ def _execute(grid: Grid, runs: list[Run], python: str, echo: Callable[[str], Non
                 continue
             state.update(run, status="done", returncode=0, seconds=seconds, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
             echo(f"{prefix}: done in {seconds / 60:.1f} min")
-        if evaluate and not (run.run_dir / "evaluation" / "grid" / "evaluation.json").is_file():
+        if evaluate and not (RunFolder(run.run_dir).evaluation / "grid" / "evaluation.json").is_file():
             echo(f"{prefix}: evaluating ({evaluate})")
             code = _run_logged(evaluate_command(run, python, evaluate), log)
             if code != 0:
@@ -511,14 +505,14 @@ def collect(grid: Grid) -> list[dict]:
     for run in grid.runs:
         row: dict[str, Any] = {"#": run.index, "run": run.name, "status": status(run)}
         row.update({k: _format(v) for k, v in run.varying.items()})
-        summary = run.run_dir / "summary.json"
+        summary = RunFolder(run.run_dir).summary
         if summary.is_file():
             try:
                 values = json.loads(summary.read_text())
             except json.JSONDecodeError:
                 values = {}
             row.update({k: values.get(k) for k in SUMMARY_COLUMNS})
-        evaluation = run.run_dir / "evaluation" / "grid" / "evaluation.json"
+        evaluation = RunFolder(run.run_dir).evaluation / "grid" / "evaluation.json"
         if evaluation.is_file():
             try:
                 report = json.loads(evaluation.read_text())

@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
+from spriteforge.inference import load_for_inference
+from spriteforge.models.kinds import Imputer
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -73,7 +76,7 @@ def example_inputs(model, config, batch: int = 2) -> tuple[nn.Module, tuple, lis
     """(wrapper module, example inputs, input names, output names, dynamic axes) for exporting `model`."""
     size, domains, channels = config.image_size, len(config.domains), config.output_channels
     generator = torch.Generator().manual_seed(0)
-    if model.imputes:
+    if isinstance(model, Imputer):
         views = torch.rand(batch, domains, channels, size, size, generator=generator) * 2 - 1
         available = torch.zeros(batch, domains, dtype=torch.bool)
         available[:, 2] = True
@@ -99,9 +102,6 @@ def export_onnx(location, out: str | Path, opset: int = OPSET) -> tuple[Path, di
 
     The description (inputs, outputs, model, views, image size) is also written beside it as <out>.json.
     """
-    from spriteforge import imageio
-    from spriteforge.inference import load_for_inference
-
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise SpriteForgeError(f"--out {out}: an ONNX model is written as .onnx; name it {out.with_suffix('.onnx').name}")
@@ -132,7 +132,7 @@ def graph_inputs(path: Path, names: list[str]) -> list[str]:
     """The inputs the written graph really has (tracing drops one the generator ignores, e.g. stargan's
     `available`); `names` when the onnx package is not installed to read them."""
     try:
-        import onnx
+        import onnx  # optional ([export] extra)
     except ImportError:
         return names
     kept = {item.name for item in onnx.load(str(path), load_external_data=False).graph.input}
@@ -141,9 +141,7 @@ def graph_inputs(path: Path, names: list[str]) -> list[str]:
 
 def compare_with_torch(location, onnx_path: str | Path, batch: int = 3) -> float:
     """Max abs difference between the exported graph (onnxruntime) and PyTorch on fresh inputs (batch ≠ export's)."""
-    import onnxruntime
-
-    from spriteforge.inference import load_for_inference
+    import onnxruntime  # optional ([export] extra): imported only when a graph is checked
 
     model, config = load_for_inference(location, "cpu")
     wrapper, inputs, input_names, _, _ = example_inputs(model, config, batch=batch)

@@ -8,10 +8,12 @@ import torch
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
+from spriteforge.models.kinds import Stylizer
+from spriteforge.models.pix2pix import PairModels
 from spriteforge.options import BY_KEY, LEGACY, Config, coerce
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.run_folder import INFERENCE_ORDER, RunFolder
 
-CANDIDATES = ("checkpoints/best.safetensors", "models/generator.safetensors", "checkpoints/latest.safetensors")
 
 # Models shipped inside the package: the name a user types → the weights file beside its model card.
 BUNDLED_FOLDER = Path(__file__).parent / "weights"
@@ -44,10 +46,10 @@ def find_checkpoint(location: str | Path) -> Path:
         return bundled
     location = Path(location).expanduser()
     if location.is_dir():
-        for candidate in CANDIDATES:
-            if (location / candidate).is_file():
-                return location / candidate
-        raise SpriteForgeError(f"{location}: no checkpoint in this folder (looked for {', '.join(CANDIDATES)}); pass a run folder of spriteforge train")
+        found = RunFolder(location).inference_checkpoint()
+        if found is not None:
+            return found
+        raise SpriteForgeError(f"{location}: no checkpoint in this folder (looked for {', '.join(map(str, INFERENCE_ORDER))}); pass a run folder of spriteforge train")
     if not location.exists():
         raise SpriteForgeError(f"{location}: no such run folder or checkpoint")
     return location
@@ -78,9 +80,9 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu",
     config = config_from_meta(meta, path)
     shape = meta["shape"]
     cls = model_class(meta["model"])
-    if cls.stylizes and not stylize:
+    if issubclass(cls, Stylizer) and not stylize:
         raise SpriteForgeError(f"{path}: a {meta['model']} model turns pictures into pixel art; use `spriteforge stylize`")
-    if stylize and not cls.stylizes:
+    if stylize and not issubclass(cls, Stylizer):
         raise SpriteForgeError(f"{path}: a {meta['model']} model does not turn pictures into pixel art; "
                                "stylize needs a run of cyclegan or pix2pix-pairs (or use `spriteforge pixelate` without a model)")
     model = cls(config, shape["domains"], shape["channels"], shape["image_size"])
@@ -102,9 +104,9 @@ def torch_device(name: str) -> torch.device:
 def load_pair_models(location: str | Path, device):
     """The pix2pix runs below a folder that is not itself a run, as one `PairModels`; None if there are none."""
     location = Path(location).expanduser()
-    if not location.is_dir() or any((location / candidate).is_file() for candidate in CANDIDATES):
+    if not location.is_dir() or RunFolder(location).inference_checkpoint() is not None:
         return None
-    runs = sorted({path.parents[1] for candidate in CANDIDATES for path in location.glob(f"**/{candidate}")})
+    runs = [run.path for run in RunFolder.below(location)]
     if not runs:
         return None
     loaded = [load_for_inference(run, device) for run in runs]
@@ -114,6 +116,4 @@ def load_pair_models(location: str | Path, device):
     for run, (_, config) in zip(runs, loaded):
         if list(config.domains) != list(first.domains) or config.image_size != first.image_size or config.output_channels != first.output_channels:
             raise SpriteForgeError(f"{run}: its views, image size or channels differ from {runs[0]}; keep one kind of pair model per folder")
-    from spriteforge.models.pix2pix import PairModels
-
     return PairModels([model for model, _ in loaded]).to(device).eval(), first

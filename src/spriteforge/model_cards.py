@@ -10,9 +10,12 @@ from safetensors.torch import save_file
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write
+from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, find_checkpoint
+from spriteforge.models import model_class
 from spriteforge.options import BY_KEY
-from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, CANDIDATES, find_checkpoint
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.run_folder import RunFolder
+from spriteforge.versions import versions
 
 # Options that describe the machine a run was trained on, not the model: reset to their defaults in packed weights.
 MACHINE_OPTIONS = ("data_dir", "log_folder", "gpu", "vram", "profile", "verbose")
@@ -43,7 +46,7 @@ def user_models(root: Path) -> list[dict]:
     rows = []
     if not root.is_dir():
         return rows
-    runs = sorted({path.parents[1] for candidate in CANDIDATES for path in root.glob(f"**/{candidate}")})
+    runs = [run.path for run in RunFolder.below(root)]
     for run in runs:
         row = {"name": str(run)}
         try:
@@ -52,7 +55,7 @@ def user_models(root: Path) -> list[dict]:
             row["step"] = meta["step"]
         except SpriteForgeError as error:
             row["model"] = f"unreadable ({error})"
-        summary = run / "summary.json"
+        summary = RunFolder(run).summary
         if summary.is_file():
             try:
                 data = json.loads(summary.read_text(encoding="utf-8"))
@@ -74,9 +77,10 @@ def show_card(name: str) -> str:
     if not run.is_dir():
         raise SpriteForgeError(f"{name}: neither a bundled model ({', '.join(BUNDLED)}) nor a run folder")
     parts = [f"# {run}"]
-    for file in ("command-line.txt", "summary.json", "configuration.toml"):
-        if (run / file).is_file():
-            parts += [f"\n## {file}\n", (run / file).read_text(encoding="utf-8")]
+    folder = RunFolder(run)
+    for path in (folder.command_line, folder.summary, folder.configuration):
+        if path.is_file():
+            parts += [f"\n## {path.name}\n", path.read_text(encoding="utf-8")]
     return "\n".join(parts)
 
 
@@ -85,7 +89,6 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
     without optimiser state or machine-specific options: a file to ship or share."""
     source = find_checkpoint(location)
     tensors, meta = ckpt.read_checkpoint(source)
-    from spriteforge.models import model_class
 
     networks = set(model_class(meta["model"]).inference_networks)
     if any(key.startswith("network/generator_ema/") for key in tensors):  # --ema-decay: the average draws, ship it
@@ -93,7 +96,6 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
     kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
             for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
     config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in meta["config"].items()}
-    from spriteforge.versions import versions
 
     metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
                 "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps(meta["extra"]),

@@ -187,7 +187,7 @@ RUN_RECORD_KEYS = {"versions", "resumed"}
 
 def load_toml_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A TOML file as a dict; missing, not a regular file, not UTF-8 or not TOML: one line."""
-    from spriteforge.imageio import require_regular_file
+    from spriteforge.imageio import require_regular_file  # here, not above: `spriteforge --help` stays free of numpy and Pillow
 
     if not os.path.exists(path):
         raise SpriteForgeError(f"{path}: {what} not found")
@@ -325,7 +325,7 @@ def _check(config: Config) -> None:
     if config.callback_early_stop and not config.callback_evaluate_l1:
         raise SpriteForgeError("--callback-early-stop watches the validation L1: add --callback-evaluate-l1")
     if config.callback_evaluate_fid:
-        from spriteforge.evaluation.inception import weights_path
+        from spriteforge.evaluation.inception import weights_path  # here, not above: options stay free of torch
 
         weights_path()  # fail before training, in one line, if the Inception weights are missing
 

@@ -7,10 +7,12 @@ content (a PNG signature, a `GIMP Palette` or `JASC-PAL` header, else hex lines)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
+from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 
 FORMATS = {".gpl": "gpl", ".pal": "jasc", ".hex": "hex", ".txt": "hex", ".png": "png"}
@@ -80,11 +82,42 @@ def read_editor_palette(path: Path) -> np.ndarray:
     return _unique_in_order(colours)
 
 
-def read_palette(path: str | Path) -> np.ndarray:
-    """Read a palette file of any supported format (.gpl, .pal, hex lines, PNG) as [N, 3] uint8."""
-    from spriteforge.pixelart import read_palette as read_any
+_HEX_LINE = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
-    return read_any(path)
+
+def read_palette(path: str | Path) -> np.ndarray:
+    """A palette as [N, 3] uint8 from a GIMP .gpl or JASC .pal file, a PNG
+    (its opaque pixels' distinct colours, in reading order) or a text file of hex colours, one per line (`#ff8800` or `ff8800`; blank and `;` lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpriteForgeError(f"{path}: palette file not found")
+    if is_editor_palette(path):  # GIMP .gpl or JASC .pal
+        return read_editor_palette(path)
+    if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
+        image, _ = imageio.load_image(path)
+        opaque = image[image[..., 3] >= 128][:, :3]
+        if not len(opaque):
+            raise SpriteForgeError(f"{path}: the palette image has no opaque pixel; paint the palette colours opaque")
+        first = np.sort(np.unique(opaque, axis=0, return_index=True)[1])
+        return opaque[first]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise SpriteForgeError(f"{path}: a palette must be a PNG or a text file of hex colours (#rrggbb per line)") from None
+    colours = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith((";", "//")):
+            continue
+        match = _HEX_LINE.match(line)
+        if not match:
+            raise SpriteForgeError(f"{path}:{number}: '{line[:20]}' is not a hex colour; write one #rrggbb per line")
+        value = int(match.group(1), 16)
+        colours.append((value >> 16, (value >> 8) & 255, value & 255))
+    if not colours:
+        raise SpriteForgeError(f"{path}: no colours found; write one #rrggbb per line")
+    palette = np.array(colours, np.uint8)
+    return palette[np.sort(np.unique(palette, axis=0, return_index=True)[1])]
 
 
 def palette_format(path: str | Path) -> str:
@@ -111,8 +144,6 @@ def palette_text(palette: np.ndarray, kind: str, name: str = "SpriteForge") -> s
 
 def write_palette(palette: np.ndarray, path: str | Path, swatch: int = 1) -> Path:
     """Write [N, 3] colours to `path` in the format its extension names (.png: one row of `swatch`-px squares)."""
-    from spriteforge import imageio
-
     path = Path(path)
     kind = palette_format(path)
     colours = np.asarray(palette, np.uint8).reshape(-1, 3)

@@ -6,7 +6,6 @@ uint8 RGBA [H, W, 4]; no step ever blends colours bilinearly, so the result stay
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
+from spriteforge.palettes import read_palette
 
 EDGE_THRESHOLD = 16
 """Neighbours whose channels differ by more than this form an edge (smaller steps are noise)."""
@@ -295,46 +295,6 @@ def pixel_art_samples(images: np.ndarray, colours: int = SAMPLE_COLOURS, seed: i
     if colours:
         images = np.stack([quantize(image, colours, seed=seed)[0] for image in images])
     return images
-
-
-_HEX_LINE = re.compile(r"^#?([0-9a-fA-F]{6})$")
-
-
-def read_palette(path: str | Path) -> np.ndarray:
-    """A palette as [N, 3] uint8 from a GIMP .gpl or JASC .pal file (see `spriteforge.palettes`), a PNG
-    (its opaque pixels' distinct colours, in reading order) or a text file of hex colours, one per line (`#ff8800` or `ff8800`; blank and `;` lines skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpriteForgeError(f"{path}: palette file not found")
-    from spriteforge.palettes import is_editor_palette, read_editor_palette
-
-    if is_editor_palette(path):  # GIMP .gpl or JASC .pal
-        return read_editor_palette(path)
-    if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
-        image, _ = imageio.load_image(path)
-        opaque = image[image[..., 3] >= 128][:, :3]
-        if not len(opaque):
-            raise SpriteForgeError(f"{path}: the palette image has no opaque pixel; paint the palette colours opaque")
-        first = np.sort(np.unique(opaque, axis=0, return_index=True)[1])
-        return opaque[first]
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise SpriteForgeError(f"{path}: a palette must be a PNG or a text file of hex colours (#rrggbb per line)") from None
-    colours = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith((";", "//")):
-            continue
-        match = _HEX_LINE.match(line)
-        if not match:
-            raise SpriteForgeError(f"{path}:{number}: '{line[:20]}' is not a hex colour; write one #rrggbb per line")
-        value = int(match.group(1), 16)
-        colours.append((value >> 16, (value >> 8) & 255, value & 255))
-    if not colours:
-        raise SpriteForgeError(f"{path}: no colours found; write one #rrggbb per line")
-    palette = np.array(colours, np.uint8)
-    return palette[np.sort(np.unique(palette, axis=0, return_index=True)[1])]
 
 
 # -- silhouette -----------------------------------------------------------------------------------

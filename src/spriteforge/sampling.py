@@ -6,25 +6,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from spriteforge import imageio
+from spriteforge import api, imageio
+from spriteforge.drawing import read_forced_palette
 from spriteforge.errors import SpriteForgeError
+from spriteforge.evaluation.protocol import view_conditional
+from spriteforge.evaluation.views import classify_views
 from spriteforge.inference import resolve_sampler
-
-
-def latent_vectors(model, count: int, seed: int, interpolate: bool, truncation: float | None = None) -> torch.Tensor:
-    """`count` latent vectors from `seed`; with `interpolate`, evenly spaced from z(seed) to z(seed + 1).
-
-    `truncation` (BigGAN only) overrides the model's own --truncation; None keeps it.
-    """
-    options = {} if truncation is None else {"truncation": truncation}
-    if not interpolate:
-        return model.noise(count, torch.Generator().manual_seed(seed), **options)
-    start = model.noise(1, torch.Generator().manual_seed(seed), **options)
-    end = model.noise(1, torch.Generator().manual_seed(seed + 1), **options)
-    weights = torch.linspace(0, 1, count)[:, None]
-    return (1 - weights) * start + weights * end
 
 
 def sample_files(model_path, out: Path, count: int = 64, view: str | None = None, seed: int = 0, interpolate: bool = False,
@@ -33,9 +21,6 @@ def sample_files(model_path, out: Path, count: int = 64, view: str | None = None
     """`spriteforge sample`: a grid PNG of `count` new characters (and with `separate` one PNG each), drawn
     through the Python API (`Model.sample`: alpha binarised, colours reduced to `colours` or snapped to
     the palette of `palette_from`)."""
-    from spriteforge import api
-    from spriteforge.drawing import read_forced_palette
-
     palette = read_forced_palette(palette_from) if palette_from is not None else None
     model = api.load_model(resolve_sampler(model_path), device)
     if model.imputes:
@@ -65,9 +50,6 @@ def new_characters(sampler, imputer, count: int, seed: int = 0, colours: int = 3
     unconditional sample is placed at the view an independent classifier sees in it (evaluation/views.py),
     so a sample that happens to face left becomes the left view. The imputer draws the other views.
     """
-    from spriteforge.evaluation.protocol import view_conditional
-    from spriteforge.evaluation.views import classify_views
-
     if imputer.image_size != sampler.image_size or list(imputer.views) != list(sampler.views):
         raise SpriteForgeError(f"the sampler draws {sampler.image_size}px {', '.join(sampler.views)} views but the imputer "
                                f"{imputer.image_size}px {', '.join(imputer.views)}; use models trained on the same views and size")
@@ -89,9 +71,6 @@ def sheet_files(sampler_path, imputer_path, out: Path, count: int = 8, seed: int
                 device: str = "cpu", colours: int = 32, truncation: float | None = None, palette_from: str | Path | None = None) -> list[Path]:
     """`spriteforge sample --sheet`: `count` new characters, one four-view row each, in one sheet PNG (the
     layout `translate --input` reads); with `separate` also one sheet per character (<out>-NNN.png)."""
-    from spriteforge import api
-    from spriteforge.drawing import read_forced_palette
-
     palette = read_forced_palette(palette_from) if palette_from is not None else None
     sampler = api.load_model(resolve_sampler(sampler_path), device)
     if sampler.imputes:

@@ -7,6 +7,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from spriteforge import __version__
+
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
@@ -24,9 +26,7 @@ def git_commit() -> str | None:
 
 def versions() -> dict[str, str]:
     """{'spriteforge', 'torch', 'python'[, 'git']} for configuration.toml, summary.json and checkpoints."""
-    import torch
-
-    from spriteforge import __version__
+    import torch  # only when asked: this module sits at the base, below everything that needs torch
 
     found = {"spriteforge": __version__, "torch": torch.__version__, "python": platform.python_version()}
     commit = git_commit()

@@ -10,7 +10,8 @@ import numpy as np
 
 from spriteforge import VIEWS
 from spriteforge.data import registry
-from spriteforge.data.folders import SINGLE_DOMAIN, CharacterSet, is_single_folder, read_folder
+from spriteforge.data.folders import SINGLE_DOMAIN, CharacterSet, is_single_folder, read_folder, read_paired
+from spriteforge.data.synthetic import generate_characters
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write, size_flags
 
@@ -69,8 +70,6 @@ def is_single_folder_source(source: str) -> bool:
 
 def synthetic_splits(image_size: int = 64, domain_count: int = 4, count: int = SYNTHETIC_CHARACTERS, seed: int = 0):
     """The built-in procedural set, split 85/15 by character index."""
-    from spriteforge.data.synthetic import generate_characters
-
     if domain_count != 4:
         raise SpriteForgeError("the synthetic dataset has exactly 4 domains (back, left, front, right)")
     if image_size % 16 or not 32 <= image_size <= 512:
@@ -109,8 +108,6 @@ def _load_cache(cache: Path, domain_count: int) -> np.ndarray | None:
 
 
 def _read_split(folder: Path, split: str, domains: tuple[str, ...]) -> np.ndarray:
-    from spriteforge.data.folders import read_paired
-
     return read_paired(folder / split, domains, 64, split).images
 
 

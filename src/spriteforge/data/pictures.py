@@ -24,9 +24,12 @@ from PIL import Image
 
 from spriteforge import imageio
 from spriteforge.data import registry
+from spriteforge.data.batches import batch_indices
 from spriteforge.data.folders import DOMAIN_FOLDER, CharacterSet, _natural_key, split_flat
 from spriteforge.data.loading import SYNTHETIC, SpriteData, load_data
 from spriteforge.errors import SpriteForgeError
+from spriteforge.options import dataset_sources
+from spriteforge.pixelart import binarize_alpha, detect_grid, sample_grid
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 B_SEED_OFFSET = 104_729
@@ -68,8 +71,6 @@ def native_pixel_art(rgba: np.ndarray, size: int, path: Path) -> tuple[np.ndarra
 
     Alpha is binarised; upscaled art is reduced to its grid cells; nothing is ever resampled.
     """
-    from spriteforge.pixelart import binarize_alpha, detect_grid, sample_grid
-
     rgba = binarize_alpha(rgba)
     grid = detect_grid(rgba)
     if grid is not None:
@@ -146,8 +147,6 @@ def _views_as_pictures(images: np.ndarray) -> np.ndarray:
 def pixel_art_splits(config) -> tuple[dict[str, np.ndarray], list[str], int]:
     """B for cyclegan from --dataset (names, character folders, picture folders; default the synthetic
     set): ({'train', 'test'} images, source names, how many folder images were snapped to their grid)."""
-    from spriteforge.options import dataset_sources
-
     sources, test_sources = dataset_sources(config)
     sources = registry.expand(sources or [SYNTHETIC])
     picture_folders = [s for s in sources if s not in registry.NAMED_DATASETS and s != SYNTHETIC
@@ -218,8 +217,6 @@ class UnpairedData:
 
     def batch_images(self, step: int, batch: int, seed: int) -> torch.Tensor:
         """uint8 [batch, 2, H, W, 4]: A and B each from its own seeded per-epoch permutation."""
-        from spriteforge.training.engine import batch_indices
-
         a = self.a["train"][batch_indices(step, batch, len(self.a["train"]), seed)]
         b = self.b["train"][batch_indices(step, batch, len(self.b["train"]), seed + B_SEED_OFFSET)]
         return torch.from_numpy(np.stack([a, b], axis=1))

@@ -24,10 +24,12 @@ import torch
 
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
+from spriteforge.data.batches import to_model_input
 from spriteforge.evaluation import metrics as m
-from spriteforge.imageio import to_tensor
-from spriteforge.models.guess import guess_views
-from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
+from spriteforge.evaluation.inception import InceptionFeatures
+from spriteforge.evaluation.views import WEIGHTS, view_score
+from spriteforge.imageio import atomic_write
+from spriteforge.models.views import evaluation_cases
 
 METRICS = ("fid", "kid", "l1", "ssim", "view", "palette")
 """Metric groups `--metrics` selects from; `palette` is every pixel-art metric, `view` pose correctness."""
@@ -59,44 +61,6 @@ def cases(domain_count: int = 4) -> list[Case]:
             for given in itertools.combinations(others, size):
                 result.append(Case(target, given, domain_count))
     return result
-
-
-# -- baselines ------------------------------------------------------------------------------------
-class CopyBaseline:
-    """Returns a given view unchanged: the first available of a fixed preference per target."""
-
-    name = "baseline:copy"
-    flip_mirror = False
-
-    def eval(self):
-        return self
-
-    def to(self, device):
-        return self
-
-    @torch.no_grad()
-    def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        try:
-            return guess_views(views, available, target, mirror=self.flip_mirror)
-        except SpriteForgeError as error:
-            raise SpriteForgeError(f"the {self.name} baseline: {error}") from None
-
-
-class MirrorBaseline(CopyBaseline):
-    """Left↔right: the other side view flipped horizontally where given, else the copy baseline."""
-
-    name = "baseline:mirror"
-    flip_mirror = True
-
-
-BASELINES = {"copy": CopyBaseline, "mirror": MirrorBaseline}
-
-
-def baseline(name: str) -> CopyBaseline:
-    key = name.split(":", 1)[1] if name.startswith("baseline:") else name
-    if key not in BASELINES:
-        raise SpriteForgeError(f"unknown baseline '{name}': choose {', '.join('baseline:' + b for b in BASELINES)}")
-    return BASELINES[key]()
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -148,8 +112,6 @@ def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: 
     if "ssim" in selected:
         result["ssim"] = float(m.ssim_per_image(fake, real).mean())
     if "view" in selected:
-        from spriteforge.evaluation.views import view_score
-
         result["view"] = view_score(fake, case.target)
     fake8 = m.to_uint8(fake)
     if "palette" in selected:
@@ -186,13 +148,9 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
                  selected: tuple[str, ...] = METRICS, extractor=None, device="cpu", batch: int = 64, seed: int = 0,
                  progress=None) -> dict:
     """Run every case for every imputer on characters `images` (uint8 [N, D, H, W, 4]); a JSON-ready report."""
-    from spriteforge.training.engine import to_model_input
-
     if len(images) < 2:
         raise SpriteForgeError(f"the protocol needs at least 2 characters, got {len(images)}")
     if FEATURE_METRICS & set(selected) and extractor is None:
-        from spriteforge.evaluation.inception import InceptionFeatures
-
         extractor = InceptionFeatures(device=device)
     views = to_model_input(torch.from_numpy(np.ascontiguousarray(images)), channels)
     all_cases = cases(views.shape[1])
@@ -244,8 +202,6 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
     if skipped_metrics:
         report["skipped_metrics"] = skipped_metrics
     if "view" in selected:
-        from spriteforge.evaluation.views import WEIGHTS, view_score
-
         report["view_classifier"] = {"weights": WEIGHTS.name, "accuracy_on_real_views": {
             domains[d]: view_score(views[:, d], d) for d in range(views.shape[1])}}
     if extractor is not None and FEATURE_METRICS & set(selected):
@@ -346,8 +302,6 @@ def markdown(report: dict, title: str = "") -> str:
 
 
 def write_report(report: dict, folder: Path, title: str = "") -> tuple[Path, Path]:
-    from spriteforge.imageio import atomic_write
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "evaluation.json", folder / "evaluation.md"
     with atomic_write(paths[0]) as temporary:
@@ -375,8 +329,6 @@ def evaluate_fid(model, images: torch.Tensor, device, extractor, seed: int = 0, 
     one seeded target view and `given` other views (the cases of training-time L1); the real set is the
     same characters' target views. Every channel is used as it should be: RGBA → RGB over the
     extractor's background (the original mixed channels up as (R, B, A))."""
-    from spriteforge.training.evaluation import evaluation_cases
-
     given = given or model.evaluation_given_views
     available, targets = evaluation_cases(len(images), images.shape[1], given, seed)
     fakes = []
@@ -402,83 +354,6 @@ def evaluate_sample_fid(model, images: torch.Tensor, device, extractor, seed: in
     real_features, fake_features = extractor(m.to_uint8(real)), extractor(m.to_uint8(torch.cat(fakes)))
     kid, _ = m.kernel_inception_distance(real_features, fake_features, seed=seed)
     return {"fid": m.frechet_distance(real_features, fake_features), "kid": kid}
-
-
-# -- `spriteforge evaluate` ------------------------------------------------------------------------
-def _run_folder(location: Path) -> Path:
-    """The run folder a checkpoint belongs to (…/RUN/checkpoints/best.safetensors → …/RUN)."""
-    location = location.expanduser()
-    if location.is_dir():
-        return location
-    if location.parent.name in ("checkpoints", "models"):
-        return location.parent.parent
-    return location.parent
-
-
-def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir: str | None = None, split: str = "test",
-                      selected: tuple[str, ...] = METRICS, baselines: bool = True, limit: int = 0, batch: int = 64,
-                      device: str = "cpu", resize: str = "bicubic", background: str = "white", image_size: int | None = None,
-                      seed: int = 0, out: str | Path | None = None, progress=None) -> tuple[dict, tuple[Path, Path], str]:
-    """Load MODEL (run folder, checkpoint, or baseline:copy / baseline:mirror) and its data, run the
-    protocol (with the baselines unless told not to), write evaluation.json/.md; returns them and the Markdown."""
-    from spriteforge.data import registry
-    from spriteforge.data.loading import load_data
-    from spriteforge.options import dataset_sources
-
-    imputers: dict = {}
-    if not model.startswith("baseline:"):
-        from spriteforge.inference import BUNDLED, load_for_inference
-
-        network, config = load_for_inference(model, device)
-        if not network.imputes:
-            return evaluate_sampler_location(model, network, config, datasets=datasets, data_dir=data_dir, split=split,
-                                             selected=selected, baselines=baselines, limit=limit, device=device, resize=resize,
-                                             background=background, image_size=image_size, seed=seed, out=out)
-    if model.startswith("baseline:"):
-        imputers[model] = baseline(model)
-        channels, domains, size, sources, tests = 4, VIEWS, image_size or 64, list(datasets or ["synthetic"]), None
-        validation_fraction, data_seed = 0.1, 0
-        default_out = Path("evaluation") / model.replace(":", "-")
-    else:
-        imputers[config.model] = network
-        channels, domains, size = config.output_channels, tuple(config.domains), config.image_size
-        if image_size and image_size != size:
-            raise SpriteForgeError(f"--image-size {image_size}: the model was trained at {size}; drop the flag")
-        sources, tests = (list(datasets), None) if datasets else dataset_sources(config)
-        sources = sources or ["synthetic"]
-        data_dir = data_dir or config.data_dir or None
-        validation_fraction, data_seed = config.validation_fraction, config.seed
-        default_out = Path("evaluation") / model if model in BUNDLED else _run_folder(Path(model)) / "evaluation"
-    if baselines and not model.startswith("baseline:"):
-        if tuple(domains) != VIEWS:
-            raise SpriteForgeError(f"the baselines need the domains {', '.join(VIEWS)}; pass --no-baselines for a model with domains {', '.join(domains)}")
-        for name in BASELINES:
-            imputers[f"baseline:{name}"] = baseline(name)
-    if split not in ("test", "validation", "train"):
-        raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
-    data = load_data(sources, domains=tuple(domains), image_size=size, data_dir=data_dir, seed=data_seed,
-                     validation_fraction=validation_fraction, test_sources=tests)
-    if len(data.domains) == 1:
-        raise SpriteForgeError(f"{'+'.join(data.sources)} is a single folder of images; the protocol needs characters with views")
-    characters = getattr(data, split)
-    images = characters.images
-    if limit and limit < len(images):
-        picks = np.linspace(0, len(images) - 1, limit).round().astype(int)
-        images = images[picks]
-    extractor = None
-    if FEATURE_METRICS & set(selected):
-        from spriteforge.evaluation.inception import InceptionFeatures
-
-        extractor = InceptionFeatures(device=device, resize=resize, background=background)
-    report = run_protocol(imputers, images, channels=channels, domains=tuple(domains), selected=selected, extractor=extractor,
-                          device=device, batch=batch, seed=seed, progress=progress)
-    shown = registry.expand(tests or sources) if split == "test" else registry.expand(sources)
-    dataset_name = "+".join(s if s in registry.NAMED_DATASETS or s == "synthetic" else Path(s).name for s in shown)
-    report = {"model": model, "dataset": dataset_name, "split": split, **report}
-    folder = Path(out) if out else default_out / f"{dataset_name.replace('/', '_')}-{split}"
-    title = f"{model} on {dataset_name} ({split}, {report['characters']} characters)"
-    paths = write_report(report, folder, title)
-    return report, paths, markdown(report, title)
 
 
 # -- sampling models (new characters) ---------------------------------------------------------------
@@ -519,89 +394,6 @@ def sample_metrics(fake: torch.Tensor, real: torch.Tensor, selected, extractor, 
         row["colours"] = float(np.mean(m.colour_counts(fake_uint8)))
         row["real_colours"] = float(np.mean(m.colour_counts(real_uint8)))
     return row
-
-
-def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, data_dir=None, split="test", selected=METRICS,
-                              baselines=True, limit=0, device="cpu", resize="bicubic", background="white", image_size=None,
-                              seed=0, out=None) -> tuple[dict, tuple[Path, Path], str]:
-    """`spriteforge evaluate` for a model that draws new characters: as many seeded samples as the split
-    has real images (the same views, for a view-conditional model), FID/KID against them (pooled, and
-    per view for a view-conditional model) and the pixel-art statistics; the baseline is the training
-    set itself (a sampler that copies training sprites), the floor FID can reach with this many images."""
-    from spriteforge.data import registry
-    from spriteforge.data.loading import load_data
-    from spriteforge.options import dataset_sources
-
-    selected = tuple(metric for metric in selected if metric in SAMPLER_METRICS)
-    if not selected:
-        raise SpriteForgeError(f"{config.model} draws new characters: only {', '.join(SAMPLER_METRICS)} apply (L1 and SSIM need a true target)")
-    size = type(model).data_size(config)  # a square side, or (height, width) for BigGAN
-    if image_size and image_size != size:
-        raise SpriteForgeError(f"--image-size {image_size}: the model was trained at {size}; drop the flag")
-    if split not in ("test", "validation", "train"):
-        raise SpriteForgeError(f"--split must be test, validation or train, got '{split}'")
-    sources, tests = (list(datasets), None) if datasets else dataset_sources(config)
-    data = load_data(sources or ["synthetic"], domains=tuple(config.domains), image_size=size,
-                     data_dir=data_dir or config.data_dir or None, seed=config.seed,
-                     validation_fraction=config.validation_fraction, test_sources=tests)
-    from spriteforge.training.engine import to_model_input
-
-    def flat(characters: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        if limit and limit < len(characters):
-            characters = characters[np.linspace(0, len(characters) - 1, limit).round().astype(int)]
-        views = to_model_input(torch.from_numpy(np.ascontiguousarray(characters)), config.output_channels)
-        domain = torch.arange(views.shape[1]).repeat(len(views))
-        return views.flatten(0, 1), domain
-
-    real, real_views = flat(getattr(data, split).images)
-    if len(real) < 2:
-        raise SpriteForgeError(f"the {split} split has fewer than 2 images")
-    conditional = view_conditional(model)
-    fake = draw_samples(model, len(real), real_views if conditional else None, device, seed)
-    extractor = None
-    if FEATURE_METRICS & set(selected):
-        from spriteforge.evaluation.inception import InceptionFeatures
-
-        extractor = InceptionFeatures(device=device, resize=resize, background=background)
-    # As drawn (the generator's raw output), and as `spriteforge sample` writes them (pixel art by construction).
-    snapped_name = f"{config.model} (pixel art, {SAMPLE_COLOURS} colours)"
-    systems: dict = {config.model: {}, snapped_name: {}}
-    if fake.shape[1] == 4:
-        snapped = to_tensor(pixel_art_samples(m.to_uint8(fake), SAMPLE_COLOURS, seed))
-    else:
-        del systems[snapped_name]
-    for name, images in ((config.model, fake), (snapped_name, snapped if snapped_name in systems else None)):
-        if images is None:
-            continue
-        systems[name]["all"] = sample_metrics(images, real, selected, extractor, seed)
-        if conditional:
-            for index, view in enumerate(config.domains):
-                chosen = real_views == index
-                systems[name][view] = sample_metrics(images[chosen], real[chosen], selected, extractor, seed)
-    if baselines and split != "train" and len(data.train):
-        train, _ = flat(data.train.images)
-        picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: len(real)]
-        systems["baseline:train-set"] = {"all": sample_metrics(train[picks], real, selected, extractor, seed)}
-    shown = registry.expand(tests or sources or ["synthetic"]) if split == "test" else registry.expand(sources or ["synthetic"])
-    dataset_name = "+".join(s if s in registry.NAMED_DATASETS or s == "synthetic" else Path(s).name for s in shown)
-    report = {"model": model_path, "dataset": dataset_name, "split": split, "kind": "sampler", "images": int(len(real)),
-              "view_conditional": conditional, "metrics": list(selected), "seed": seed, "systems": systems}
-    if getattr(model, "truncates", False):
-        report["truncation"] = config.get("truncation")  # the latents `spriteforge sample` draws, as the seed's FID used
-    if extractor is not None:
-        report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(real))}
-    title = f"{config.model} samples vs {dataset_name} ({split}, {len(real)} images)"
-    folder = Path(out) if out else _run_folder(Path(model_path)) / "evaluation" / f"{dataset_name.replace('/', '_')}-{split}"
-    folder.mkdir(parents=True, exist_ok=True)
-    text = sampler_markdown(report, title)
-    paths = folder / "evaluation.json", folder / "evaluation.md"
-    from spriteforge.imageio import atomic_write
-
-    with atomic_write(paths[0]) as temporary:
-        temporary.write_text(json.dumps(_finite(report), indent=2) + "\n")
-    with atomic_write(paths[1]) as temporary:
-        temporary.write_text(text)
-    return report, paths, text
 
 
 def sampler_markdown(report: dict, title: str = "") -> str:

@@ -33,7 +33,8 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.dcgan import DCDiscriminator, DCGenerator, as_images, dcgan_init
+from spriteforge.models.dcgan import DCDiscriminator, DCGenerator, dcgan_init
+from spriteforge.models.views import as_images
 
 CHUNK = 256
 PREVIEW_NOISE_SEED = 7
@@ -91,7 +92,6 @@ def corrupt(images: torch.Tensor, std: float, generator: torch.Generator | None 
 
 class AutoEncoder(SpriteModel):
     name = "autoencoder"
-    imputes = False
     inference_networks = ("encoder", "decoder", "prior")
     uses = frozenset({"latent", "feature-maps", "encoder-dropout", "noise-std"})
     # The notebook: latent 40, 64 feature maps, Adam 1e-4 (0.5, 0.999), 100 images a batch
@@ -137,9 +137,6 @@ class AutoEncoder(SpriteModel):
         if views is not None:
             raise SpriteForgeError("this model is unconditional: it cannot draw a chosen view (train cdcgan for --view)")
         return self.decoder(noise)
-
-    def impute(self, views, available, target):
-        raise SpriteForgeError(f"{self.name} cleans sprites and cannot draw missing views; use `spriteforge denoise` (or `sample`)")
 
     # -- training -----------------------------------------------------------------------------------
     def train_step(self, batch, step, progress):

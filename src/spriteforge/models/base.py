@@ -13,7 +13,11 @@ from torch import nn
 from tqdm import tqdm
 
 from spriteforge.errors import SpriteForgeError
-from spriteforge.models.blocks import parameter_count
+from spriteforge.models.blocks import parameter_count, update_moving_average
+from spriteforge.models.diffaugment import augment_discriminator
+from spriteforge.models.evaluation import evaluate_l1, preview_grid, test_image_grid
+from spriteforge.models.kinds import Imputer, Stylizer
+from spriteforge.models.views import evaluation_cases
 from spriteforge.options import Config, read_toml
 
 DEFAULTS_FOLDER = Path(__file__).parent / "defaults"
@@ -38,23 +42,27 @@ class SpriteModel(nn.Module):
     """Overrides of the option table's defaults for this model."""
     inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
     """Networks `translate` needs: the best checkpoint and exports hold only these."""
-    imputes: ClassVar[bool] = True
-    """False for models that draw new characters from noise (DCGAN …): they offer `sample`, not `impute`."""
+    imputes: ClassVar[bool] = False
+    """Whether the model is an `Imputer` (models/kinds.py): derived from its methods, never set by hand."""
     evaluation_given_views: ClassVar[int] = 1
     """How many views training-time L1 evaluation gives the model per case (1 for single-source models)."""
     stylizes: ClassVar[bool] = False
-    """True for picture → pixel-art models (cyclegan, pix2pix-pairs): `stylize` uses them, `translate`,
-    `sample` and `evaluate` refuse them."""
+    """Whether the model is a `Stylizer` (picture → pixel art: cyclegan, pix2pix-pairs; `stylize` uses them,
+    `translate`, `sample` and `evaluate` refuse them): derived from its methods, never set by hand."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.imputes, cls.stylizes = issubclass(cls, Imputer), issubclass(cls, Stylizer)
+
+    data_kind: ClassVar[str] = "characters"
+    """The training data this model needs; the engine reads it (models never read data themselves):
+    "characters" (views of characters, or one folder of images for samplers: `data.loading.load_data`),
+    "unpaired-pictures" (--domain-a pictures and pixel art, `data.pictures.load_unpaired`) or
+    "paired-pictures" (pictures and their pixel art by file name, `data.pictures.load_pairs`)."""
 
     @classmethod
-    def training_data(cls, config: Config):
-        """The model's own training data, or None for the engine's paired character sets (`load_data`).
-
-        Data returned here may draw its own batches: a `batch_images(step, batch, seed)` method returning
-        uint8 [B, D, H, W, 4] (a pure function of its arguments, so resume stays exact) replaces the
-        engine's character sampler.
-        """
-        return None
+    def check_data_config(cls, config: Config) -> None:
+        """Refuse a configuration before any data is read (e.g. an image size the networks cannot take)."""
     style_size: ClassVar[int] = 0
     """Length of the style code `impute(..., style=)` accepts (munit, remic); 0 for models without a style."""
 
@@ -112,8 +120,6 @@ class SpriteModel(nn.Module):
 
     def augment_discriminator_inputs(self) -> None:
         """With --diff-augment POLICY, every image `self.discriminator` sees in training is augmented (models/diffaugment.py)."""
-        from spriteforge.models.diffaugment import augment_discriminator
-
         self.diff_augment_policy = augment_discriminator(self.discriminator, self.config.get("diff_augment", "none"))
 
     @property
@@ -125,8 +131,6 @@ class SpriteModel(nn.Module):
         """After generator update number `updates` (from 0): one averaging step; the decay used, to log."""
         if not hasattr(self, "generator_ema"):
             return {}
-        from spriteforge.models.blocks import update_moving_average
-
         return {"generator/ema-decay": update_moving_average(self.generator_ema, self.generator, self.config.ema_decay, updates)}
 
     def optimize(self, name: str, loss: torch.Tensor) -> float:
@@ -146,15 +150,8 @@ class SpriteModel(nn.Module):
     #: True when `impute` accepts `palette=` and draws only its colours (collagan --palette-quantization).
     quantizes_palette = False
 
-    @torch.no_grad()
-    def impute(self, views: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Draw view `target[i]` of each character from its `available[i]` views ([B, D] bool)."""
-        raise NotImplementedError
-
     def preview(self, train_views: torch.Tensor, test_views: torch.Tensor, device) -> np.ndarray:
         """The preview grid of a few train and test characters [N, D, C, H, W] (default: every view imputed)."""
-        from spriteforge.training.evaluation import preview_grid
-
         return preview_grid(self, train_views, test_views, device)
 
     def final_images(self, test_views: torch.Tensor, device) -> dict[str, np.ndarray]:
@@ -172,8 +169,6 @@ class SpriteModel(nn.Module):
 
     def evaluation_cases(self, count: int, domains: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The (available, target) cases of training-time L1 evaluation, drawn once from `seed`."""
-        from spriteforge.training.evaluation import evaluation_cases
-
         return evaluation_cases(count, domains, self.evaluation_given_views, seed)
 
     def test_images(self, character: torch.Tensor, device) -> dict[str, np.ndarray]:
@@ -181,8 +176,6 @@ class SpriteModel(nn.Module):
 
         Default: a source × target grid (each row: every view drawn from that one view).
         """
-        from spriteforge.training.evaluation import test_image_grid
-
         return {"": test_image_grid(self, character, device)}
 
     @property
@@ -192,8 +185,6 @@ class SpriteModel(nn.Module):
 
     def evaluation_l1(self, characters: torch.Tensor, device, seed: int = 0) -> float:
         """Training-time L1 of one split's characters [N, D, C, H, W] (default: views imputed per `evaluation_cases`)."""
-        from spriteforge.training.evaluation import evaluate_l1
-
         return evaluate_l1(self, characters, device, seed=seed)
 
     def on_evaluation(self, characters, device) -> dict[str, float]:

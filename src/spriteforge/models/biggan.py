@@ -49,7 +49,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel, defaults_from_file
 from spriteforge.models.blocks import frozen
 from spriteforge.models.cdcgan import view_labels
-from spriteforge.models.dcgan import as_images
+from spriteforge.models.views import as_images
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss, orthogonal_regularization
 
 SPECTRAL_EPS = 1e-4
@@ -295,7 +295,6 @@ class BigDiscriminator(nn.Module):
 class BigGAN(SpriteModel):
     name = "biggan"
     deep = False
-    imputes = False
     truncates = True
     uses = frozenset({"latent", "diff-augment", "feature-maps", "embedding", "d-steps", "base-width", "base-height", "upsample-layers",
                       "lambda-orthogonal", "ema-decay", "truncation"})
@@ -344,9 +343,6 @@ class BigGAN(SpriteModel):
     def sample(self, noise: torch.Tensor, views: torch.Tensor | None = None) -> torch.Tensor:
         """Images for the latents in the given classes (views; round-robin if None)."""
         return self.drawing_generator(noise, view_labels(views, len(noise), self.view_count, noise.device))
-
-    def impute(self, views, available, target):
-        raise SpriteForgeError(f"{self.name} draws new characters and cannot draw missing views; use `spriteforge sample`")
 
     # -- training -----------------------------------------------------------------------------------
     def orthogonal_weights(self) -> list[torch.Tensor]:

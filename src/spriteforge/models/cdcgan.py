@@ -23,7 +23,8 @@ from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
-from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, as_images, dcgan_init
+from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, dcgan_init
+from spriteforge.models.views import as_images
 
 
 class ViewGenerator(DCGenerator):

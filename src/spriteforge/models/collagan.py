@@ -12,60 +12,20 @@ the others with the forward fake in the target slot. Fixed relative to the origi
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spriteforge import imageio
 from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot
-from spriteforge.models.guess import check_four_views, guess_views
+from spriteforge.models.views import check_four_views, guess_views, one_view_missing, sample_kept_views
 from spriteforge.options import BY_NAME
-from spriteforge.training.evaluation import one_view_missing
-
-# P(k views dropped, the target included) for k = 1, 2, 3 (reference §4.3).
-DROPOUT_PROBABILITIES = {
-    "none": (1.0, 0.0, 0.0),
-    "original": (1 / 3, 1 / 3, 1 / 3),
-    "aggressive": (0.1, 0.3, 0.6),
-    "balanced": (0.14, 0.43, 0.43),
-    "conservative": (0.6, 0.3, 0.1),
-}
-
-
-def dropout_probabilities(strategy: str, progress: float) -> tuple[float, ...]:
-    """P(k = 1, 2, 3) at training progress t; the curriculum goes 1 → 2 → 3 dropped, then balanced."""
-    if strategy != "curriculum":
-        return DROPOUT_PROBABILITIES[strategy]
-    for stage, limit in enumerate((1 / 6, 1 / 3, 1 / 2)):
-        if progress < limit:
-            return tuple(1.0 if k == stage else 0.0 for k in range(3))
-    return DROPOUT_PROBABILITIES["balanced"]
-
-
-def sample_kept_views(target: torch.Tensor, domains: int, strategy: str, progress: float) -> torch.Tensor:
-    """Per example, which views stay given ([B, D] bool): the target and k − 1 random others dropped.
-
-    k follows the strategy's table (clipped to the D − 1 views that can be dropped); given k, the
-    dropped others are a uniformly random subset. Uses the global torch RNG (resume-safe).
-    """
-    probabilities = torch.tensor(dropout_probabilities(strategy, progress)[: domains - 1], dtype=torch.float64)
-    count = len(target)
-    dropped_count = torch.multinomial(probabilities / probabilities.sum(), count, replacement=True) + 1  # k
-    rows = torch.arange(count)
-    scores = torch.rand(count, domains)
-    scores[rows, target.cpu()] = 2.0  # the target sorts last among the candidates
-    rank = scores.argsort(1).argsort(1)
-    dropped = rank < (dropped_count - 1)[:, None]
-    dropped[rows, target.cpu()] = True
-    return (~dropped).to(target.device)
+from spriteforge.models.evaluation import missing_views_grid
 
 
 def conv_block(cin: int, cout: int) -> list[nn.Module]:
@@ -281,7 +241,7 @@ class CollaGAN(SpriteModel):
         """G on views with every slot not `kept` zeroed, then (if given) the palette quantisation.
 
         With --target-prior baseline the target's slot, empty otherwise, holds the trivial guess of the
-        target from the kept views (`models/guess.py`): a pixel-aligned starting point the U-Net can pass
+        target from the kept views (`models/views.py`): a pixel-aligned starting point the U-Net can pass
         through its skips. With `residual` the image is that guess plus the generator's correction
         (zero at first), so training starts from the baselines' score instead of from mid-grey; the sum
         is clamped to [-1, 1] only at inference (`hard`), as a clamp would stop the gradient of a
@@ -453,28 +413,3 @@ class CollaGAN(SpriteModel):
         domains = character.shape[0]
         return {f"_missing-{missing}": missing_views_grid(self, character, device, missing)
                 for missing in range(1, domains)}
-
-
-@torch.no_grad()
-def missing_views_grid(model, character: torch.Tensor, device, missing: int) -> np.ndarray:
-    """One row per choice of `missing` views: given views (blanks), given + generated, the truth."""
-    views = character.unsqueeze(0).to(device)
-    domains = views.shape[1]
-    truth = imageio.to_uint8(views[0])
-    blank = np.zeros_like(truth[0])
-    combos = list(itertools.combinations(range(domains), missing))
-    pairs = [(index, slot) for index, combo in enumerate(combos) for slot in combo]
-    available = torch.ones(len(pairs), domains, dtype=torch.bool, device=device)
-    for row, (index, _) in enumerate(pairs):
-        available[row, list(combos[index])] = False
-    target = torch.tensor([slot for _, slot in pairs], device=device)
-    generated = imageio.to_uint8(model.impute(views.expand(len(pairs), -1, -1, -1, -1), available, target))
-    rows = []
-    for index, combo in enumerate(combos):
-        given = [blank if d in combo else truth[d] for d in range(domains)]
-        drawn = [truth[d] for d in range(domains)]
-        for row, (pair_index, slot) in enumerate(pairs):
-            if pair_index == index:
-                drawn[slot] = generated[row]
-        rows.append(given + drawn + list(truth))
-    return imageio.grid(rows)

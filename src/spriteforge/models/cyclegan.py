@@ -136,16 +136,13 @@ class CycleGAN(SpriteModel):
     defaults = {"lr": 2e-4, "batch": 1, "feature-maps": 64, "generator-blocks": 9, "pool-size": 50,
                 "lambda-reconstruction": 10.0, "lambda-identity": 0.5}
     inference_networks = ("generator_ab", "generator_ba")
-    imputes = False
-    stylizes = True
     size_multiple = SIZE_MULTIPLE
 
-    @classmethod
-    def training_data(cls, config):
-        from spriteforge.data.pictures import load_unpaired
+    data_kind = "unpaired-pictures"
 
-        check_image_size(config.image_size)  # before reading folders of the wrong size
-        return load_unpaired(config, cls.name)
+    @classmethod
+    def check_data_config(cls, config):
+        check_image_size(config.image_size)
 
     def __init__(self, config, domain_count, channels, image_size):
         super().__init__(config, domain_count, channels, image_size)

@@ -26,6 +26,7 @@ from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
+from spriteforge.models.views import as_images
 
 WEIGHT_CLIP = 0.01
 
@@ -102,16 +103,8 @@ class DCDiscriminator(nn.Module):
         return self.head(features).flatten(), features
 
 
-def as_images(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, D, C, H, W] characters → [B·D, C, H, W] single images and their view indices."""
-    count, domains = batch.shape[:2]
-    views = torch.arange(domains, device=batch.device).repeat(count)
-    return batch.flatten(0, 1), views
-
-
 class DCGAN(SpriteModel):
     name = "dcgan"
-    imputes = False
     uses = frozenset({"latent", "diff-augment", "feature-maps", "loss", "label-smoothing", "d-dropout", "d-steps", "lambda-adversarial", "ema-decay"})
     # TinyHero's notebook: latent 84, base width 48, lr 2e-4, 64 images a batch (16 characters × 4 views);
     # no moving average of G (the notebook had none; --ema-decay 0.999 turns one on).
@@ -141,9 +134,6 @@ class DCGAN(SpriteModel):
         if views is not None:
             raise SpriteForgeError("this model is unconditional: it cannot draw a chosen view (train cdcgan for --view)")
         return self.drawing_generator(noise)
-
-    def impute(self, views, available, target):
-        raise SpriteForgeError(f"{self.name} draws new characters from noise and cannot draw missing views; use `spriteforge sample`")
 
     # -- training -----------------------------------------------------------------------------------
     def _labels(self, count: int, real: bool, device) -> torch.Tensor:

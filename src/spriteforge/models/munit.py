@@ -30,10 +30,11 @@ from torch import nn
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
+from spriteforge.models.evaluation import test_image_grid
 from spriteforge.models.munit_blocks import (
     STYLE_SIZE, ContentEncoder, Decoder, MultiScaleDiscriminator, StyleEncoder, kernel_squares, lsgan_loss, per_domain,
 )
-from spriteforge.models.stargan import best_sources
+from spriteforge.models.views import best_sources, one_view_missing
 
 
 class MunitGenerator(nn.Module):
@@ -149,8 +150,6 @@ class MUNIT(SpriteModel):
 
     def test_images(self, character, device):
         """The source × target grid with the encoded style, and again with styles sampled from N(0, I)."""
-        from spriteforge.training.evaluation import test_image_grid
-
         generator = torch.Generator().manual_seed(0)
         sampled = torch.randn(1, STYLE_SIZE, generator=generator).to(device)
         return {"": test_image_grid(self, character, device), "_sampled-style": test_image_grid(WithStyle(self, sampled), character, device)}
@@ -158,8 +157,6 @@ class MUNIT(SpriteModel):
     @torch.no_grad()
     def debug_discriminator(self, batch):
         """Finest-scale LSGAN maps of real and drawn targets; example i draws view i mod D from the others."""
-        from spriteforge.training.evaluation import one_view_missing
-
         rows, target, available = one_view_missing(batch)
         real, fake = batch[rows, target], self.impute(batch, available, target)
         finest = lambda images: torch.stack([self.discriminator[t](image[None])[0][0] for image, t in zip(images, target.tolist())])

@@ -25,7 +25,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
-from spriteforge.models.stargan import SOURCE_PREFERENCE
+from spriteforge.models.views import source_order
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
 UP_WIDTHS = (512, 512, 256, 128, 64, 64)
@@ -184,7 +184,6 @@ class PairModels(nn.Module):
     models (mirror pose first, as for StarGAN); when two runs cover the same pair, the first found wins.
     """
 
-    imputes = True
     quantizes_palette = False
 
     def __init__(self, models: list[Pix2Pix]):
@@ -192,10 +191,10 @@ class PairModels(nn.Module):
         self.models = nn.ModuleList(models)
         self.config = models[0].config
         self.domain_count = models[0].domain_count
+        self.image_size = models[0].image_size  # what `api.Model` reads of every network
 
     def choose(self, available_row: list[bool], target: int) -> int | None:
-        order = [*(SOURCE_PREFERENCE.get(target, ()) if self.domain_count == 4 else ()), *range(self.domain_count)]
-        for source in order:
+        for source in source_order(target, self.domain_count):
             for index, model in enumerate(self.models):
                 if model.source == source and model.target == target and available_row[source]:
                     return index

@@ -17,15 +17,13 @@ from spriteforge.models.pix2pix import DOWN_WIDTHS, Pix2Pix, check_unet_size
 class Pix2PixPairs(Pix2Pix):
     name = "pix2pix-pairs"
     uses = frozenset({"domain-a", "lambda-l1", "lambda-adversarial"})
-    stylizes = True
     size_multiple = 2 ** len(DOWN_WIDTHS)  # the U-Net halves the image 6 times
 
-    @classmethod
-    def training_data(cls, config):
-        from spriteforge.data.pictures import load_pairs
+    data_kind = "paired-pictures"
 
-        check_unet_size(config.image_size)  # before reading folders of the wrong size
-        return load_pairs(config, cls.name)
+    @classmethod
+    def check_data_config(cls, config):
+        check_unet_size(config.image_size)
 
     def view_pair(self, config) -> tuple[int, int]:
         return 0, 1  # pictures → pixel art

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from spriteforge.models.blocks import frozen
-from spriteforge.models.collagan import missing_views_grid, sample_kept_views
+from spriteforge.models.evaluation import missing_views_grid
+from spriteforge.models.views import sample_kept_views
 from spriteforge.models.munit import MUNIT
 from spriteforge.models.munit_blocks import STYLE_SIZE, ContentEncoder, Decoder, StyleEncoder, lsgan_loss, per_domain
 

@@ -16,20 +16,7 @@ from torch import nn
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
-
-# Best single source for each target pose, from the original's per-pair results (table A1):
-# mirror poses first (left↔right), then back↔front.
-SOURCE_PREFERENCE = {0: (0, 2, 1, 3), 1: (1, 3, 2, 0), 2: (2, 0, 1, 3), 3: (3, 1, 2, 0)}
-
-
-def best_sources(available: torch.Tensor, target: torch.Tensor, domain_count: int) -> torch.Tensor:
-    """For single-source models: the best available view to draw each target from (mirror pose first)."""
-    sources = []
-    for row, wanted in zip(available.tolist(), target.tolist()):
-        order = SOURCE_PREFERENCE.get(wanted, ()) if domain_count == 4 else ()
-        order = [*order, *range(domain_count)]
-        sources.append(next(d for d in order if row[d]))
-    return torch.tensor(sources, device=target.device)
+from spriteforge.models.views import best_sources
 
 
 class StarGenerator(nn.Module):

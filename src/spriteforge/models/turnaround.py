@@ -23,7 +23,8 @@ from torch import nn
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
-from spriteforge.models.guess import check_four_views
+from spriteforge.models.evaluation import missing_views_grid
+from spriteforge.models.views import check_four_views
 
 LEVELS = 4
 # Candidates per pixel of a view: 0 empty, 1 drawn, 2..2+D the views as they are, then mirrored.
@@ -206,8 +207,6 @@ class Turnaround(SpriteModel):
                 "generator/pixel-accuracy": accuracy.item(), "generator/total": loss.item()}
 
     def test_images(self, character, device):
-        from spriteforge.models.collagan import missing_views_grid
-
         return {f"_missing-{missing}": missing_views_grid(self, character, device, missing)
                 for missing in range(1, character.shape[0])}
 

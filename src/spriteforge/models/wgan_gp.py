@@ -18,7 +18,8 @@ import torch
 
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, gradient_penalty
-from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, as_images
+from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator
+from spriteforge.models.views import as_images
 
 
 class WGANGP(DCGAN):

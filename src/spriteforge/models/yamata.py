@@ -21,9 +21,9 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, SelfAttention, frozen, init_normal, instance_norm
-from spriteforge.models.collagan import missing_views_grid, sample_kept_views
+from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.pix2pix import PatchDiscriminator
-from spriteforge.training.evaluation import one_view_missing
+from spriteforge.models.views import one_view_missing, sample_kept_views
 
 LEVELS = 4  # feature scales 64², 32², 16², 8² (for 64×64 sprites); the bottleneck is the last
 INFERENCE_NOISE_SEED = 0

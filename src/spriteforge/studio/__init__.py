@@ -30,7 +30,7 @@ def require_studio_packages() -> None:
 def create_app(model: str = "default", sampler: str | None = None):
     """The studio's FastAPI app; `model` and `sampler` are the runs its forms start with."""
     require_studio_packages()
-    from spriteforge.studio.app import build_app
+    from spriteforge.studio.app import build_app  # needs fastapi, an optional dependency (checked just above)
 
     return build_app(model=model, sampler=sampler)
 

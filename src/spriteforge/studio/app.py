@@ -13,8 +13,12 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from spriteforge import VIEWS, __version__, api, atlas, imageio
+from spriteforge.drawing import snap_to_palette
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import BUNDLED, DEFAULT_MODEL, DEFAULT_SAMPLER, resolve_sampler
+from spriteforge.palettes import read_palette
+from spriteforge.pixelart import add_outline, darkest
+from spriteforge.translation import read_batch_input
 
 MAX_UPLOAD = 16 * 1024 * 1024
 """Bytes one uploaded file may have (a sprite is a few KiB; a photo a few MiB)."""
@@ -91,7 +95,6 @@ def picture(data: bytes, name: str) -> np.ndarray:
 def palette_colours(data: bytes | None, name: str) -> np.ndarray | None:
     if data is None:
         return None
-    from spriteforge.palettes import read_palette
 
     return with_file(data, name, read_palette)
 
@@ -162,8 +165,6 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
                 raise SpriteForgeError(f"{loaded.kind} draws new characters; pick it in New characters, and an imputation model here")
             size = loaded.image_size
             if sheet_data is not None:
-                from spriteforge.translation import read_batch_input
-
                 _, cells, available = with_file(sheet_data, sheet.filename, lambda path: read_batch_input(path, list(loaded.views), size))
                 characters = [{name: cells[row, index] for index, name in enumerate(loaded.views) if available[row, index]}
                               for row in range(len(cells))]
@@ -180,14 +181,10 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
         for given_views, character in zip(characters, drawn):
             row = [api.as_rgba(character[name]) for name in loaded.views]
             if snap:
-                from spriteforge.drawing import snap_to_palette
-
                 own = np.concatenate([view[view[..., 3] == 255][:, :3] for view in given_views.values()])
                 if len(own):
                     row = [snap_to_palette(image, np.unique(own, axis=0)) for image in row]
             if outline:
-                from spriteforge.pixelart import add_outline, darkest
-
                 used = np.concatenate([image[image[..., 3] == 255][:, :3] for image in row])
                 if len(used):
                     dark = darkest(np.unique(used, axis=0))

@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from spriteforge import versions
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write, require_regular_file
 from spriteforge.options import MAX_IMAGE_SIDE
@@ -60,8 +61,6 @@ def save_checkpoint(path: Path, model, step: int, extra: dict[str, Any] | None =
     Refuses non-finite state (`NonFiniteState`, the file on disk untouched). With `keep` > 1 the file
     it replaces stays as `<stem>-<its step>.safetensors`, and only the keep - 1 newest of those stay.
     """
-    from spriteforge.versions import versions
-
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     for name, network in model.networks().items():
@@ -90,7 +89,7 @@ def save_checkpoint(path: Path, model, step: int, extra: dict[str, Any] | None =
         "optimizers": json.dumps(optimizer_meta),
         "extra": json.dumps(extra or {}),
         "checksum": tensor_checksum(tensors),
-        "versions": json.dumps(versions()),
+        "versions": json.dumps(versions.versions()),  # looked up when called: tests replace it
     }
     if keep > 1:
         _keep_previous(path)

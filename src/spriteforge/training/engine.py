@@ -7,7 +7,6 @@ the uninterrupted run, bit for bit on CPU. Learning rates are likewise computed 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import shlex
@@ -23,28 +22,28 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 import torch
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from spriteforge import __version__, imageio
 from spriteforge.data.augment import Augmentation
+from spriteforge.data.batches import batch_indices, normalise, step_seed, to_model_input
 from spriteforge.data.folders import CharacterSet
 from spriteforge.data.loading import SpriteData, is_single_folder_source, load_data
+from spriteforge.data.pictures import load_pairs, load_unpaired
 from spriteforge.errors import SpriteForgeError
+from spriteforge.evaluation.inception import InceptionFeatures
+from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
 from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
+from spriteforge.models.kinds import Imputer
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
 from spriteforge.options import tomllib
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
 
-LATEST, BEST = "latest.safetensors", "best.safetensors"
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether a run folder holds a checkpoint to resume from (the latest or a kept earlier one)."""
-    latest = Path(run_dir) / "checkpoints" / LATEST
-    return latest.is_file() or bool(ckpt.previous_checkpoints(latest))
 EVALUATION_LIMIT = 500
 
 
@@ -98,6 +97,25 @@ def build_model(config: Config, domain_count: int, channels: int, image_size: in
     return model.to(device)
 
 
+PICTURE_DATA = {"unpaired-pictures": load_unpaired, "paired-pictures": load_pairs}
+"""The loaders of the `data_kind`s other than "characters" (which `load_data` reads)."""
+
+
+def training_data(model_type: type[SpriteModel], config: Config):
+    """The data a model's `data_kind` names when it reads its own folders, or None for characters (`load_data`).
+
+    Data returned here may draw its own batches: a `batch_images(step, batch, seed)` method returning
+    uint8 [B, D, H, W, 4] (a pure function of its arguments, so resume stays exact) replaces the
+    engine's character sampler.
+    """
+    if model_type.data_kind == "characters":
+        return None
+    if model_type.data_kind not in PICTURE_DATA:
+        raise SpriteForgeError(f"{model_type.name}: unknown data kind '{model_type.data_kind}'")
+    model_type.check_data_config(config)  # before reading folders of the wrong size
+    return PICTURE_DATA[model_type.data_kind](config, model_type.name)
+
+
 def refuse_single_folder(model: str, source: str) -> None:
     raise SpriteForgeError(
         f"{model} needs characters with views, but {source} is a single folder of images; train a sampling model "
@@ -120,36 +138,6 @@ def learning_rate_factor(decay: str, step: int, total: int, steps_per_epoch: int
     return 1.0
 
 
-def batch_indices(step: int, batch: int, count: int, seed: int) -> list[int]:
-    """Characters of batch `step`: consecutive slices of per-epoch permutations seeded by (seed, epoch)."""
-    indices, position = [], step * batch
-    while len(indices) < batch:
-        epoch, offset = divmod(position, count)
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        take = min(batch - len(indices), count - offset)
-        indices.extend(order[offset : offset + take].tolist())
-        position += take
-    return indices
-
-
-def step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step * 7_777_777 + 12345) % (2**63 - 1)
-
-
-def to_model_input(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """uint8-valued [..., H, W, 4] → [..., C, H, W] in [-1, 1] (3 channels: transparent → white)."""
-    data = images.float().movedim(-1, -3)
-    return normalise(data, channels)
-
-
-def normalise(data: torch.Tensor, channels: int) -> torch.Tensor:
-    """Float RGBA [..., 4, H, W] in 0..255 → [-1, 1]; with 3 channels composite on white, drop alpha."""
-    if channels == 3:
-        alpha = data[..., 3:4, :, :] / 255.0
-        data = data[..., :3, :, :] * alpha + 255.0 * (1 - alpha)
-    return data / 127.5 - 1.0
-
-
 @dataclass
 class RunState:
     step: int = 0
@@ -162,14 +150,17 @@ class RunState:
 class Trainer:
     """Owns a run folder, a model and its data; `run()` trains to the configured number of steps."""
 
-    def __init__(self, config: Config, command_line: str = "", resume: Path | None = None, data: SpriteData | None = None):
+    def __init__(self, config: Config, command_line: str = "", resume: Path | None = None, data: SpriteData | None = None,
+                 checkpoint: tuple[Path, dict, dict] | None = None):
+        """`resume`: the run folder to continue; `checkpoint`: its newest checkpoint (path, tensors, meta) when
+        the caller has read it already (the CLI reads it for the run's options), so it is read once."""
         self.config = config
         self.device = pick_device(config)
         torch.use_deterministic_algorithms(True, warn_only=True)
         sources, test_sources = dataset_sources(config)
         model_type = model_class(config.model)
         image_size = model_type.data_size(config)  # a square side, or (height, width) for BigGAN
-        own = None if data is not None else model_type.training_data(config)  # style models read their own folders
+        own = None if data is not None else training_data(model_type, config)  # style models read their own folders
         single = [source for source in sources if is_single_folder_source(source)]
         if data is None and own is None and single and not model_type.accepts_single_folder():
             refuse_single_folder(config.model, single[0])
@@ -195,73 +186,55 @@ class Trainer:
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
         )
-        # Data with its own sampler (unpaired folders) draws batches itself; see SpriteModel.training_data.
+        # Data with its own sampler (unpaired folders) draws batches itself; see `training_data`.
         self.train_images = None if hasattr(self.data, "batch_images") else torch.from_numpy(self.data.train.images)
         self.state = RunState()
         self.lock = None
         if resume is not None:
-            self.run_dir = Path(resume)
+            self.folder = RunFolder(resume)
+            self.run_dir = self.folder.path
             self._lock_run_dir(self.run_dir)
-            imageio.remove_orphans(self.run_dir / "checkpoints")
-            if has_checkpoint(self.run_dir):
-                self._restore(self.run_dir / "checkpoints" / LATEST)
+            imageio.remove_orphans(self.folder.checkpoints)
+            if checkpoint is not None or self.folder.has_checkpoint():
+                self._restore(checkpoint or self.folder.read_latest(warn=lambda line: print(line, file=sys.stderr)))
             else:  # killed before its first checkpoint: start again from step 0 in the same folder
                 self._write_run_files(command_line or command_line_string())
         else:
-            self.run_dir = self._new_run_dir()
+            self.folder = self._new_run_folder()
+            self.run_dir = self.folder.path
             self._write_run_files(command_line)
         self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
         self.writer = None
         self.fid_extractor = None
 
     # -- run folder -------------------------------------------------------------------------------
-    def _new_run_dir(self) -> Path:
-        """Claim a run folder for this process alone: created atomically (`mkdir`), then locked.
+    def _new_run_folder(self) -> RunFolder:
+        """Claim a run folder for this process alone: created atomically (`RunFolder.create`), then locked.
 
-        A default name (the time) gets a -2, -3 … suffix when another run took it in the same
-        second. A named folder is refused while another process trains in it (its lock is held) or
-        when it holds a checkpoint (continue it with --resume); a named folder without a checkpoint
-        (a run killed before its first one) is started again from step 0.
+        A named folder is refused while another process trains in it (its lock is held) or when it
+        holds a checkpoint (continue it with --resume); a named folder without a checkpoint (a run
+        killed before its first one) is started again from step 0.
         """
-        config = self.config
-        parent = Path(config.log_folder) / (config.model_name or config.model) / config.experiment
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            if config.run_string:
-                run_dir = parent / config.run_string
-                run_dir.mkdir(exist_ok=True)
-            else:
-                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-                for number in itertools.count(1):
-                    run_dir = parent / (stamp if number == 1 else f"{stamp}-{number}")
-                    try:
-                        run_dir.mkdir()
-                        break
-                    except FileExistsError:
-                        continue
-        except OSError as error:
-            raise SpriteForgeError(imageio.io_error_message(error)) from None
-        self._lock_run_dir(run_dir)
-        if has_checkpoint(run_dir):
+        folder = RunFolder.create(self.config)
+        self._lock_run_dir(folder.path)
+        if folder.has_checkpoint():
             self.release()
-            raise SpriteForgeError(f"{run_dir}: a run already exists there; continue it with --resume {run_dir} or pick another --run-string")
-        imageio.remove_orphans(run_dir / "checkpoints")
-        return run_dir
+            raise SpriteForgeError(f"{folder.path}: a run already exists there; continue it with --resume {folder.path} or pick another --run-string")
+        imageio.remove_orphans(folder.checkpoints)
+        return folder
 
     def _lock_run_dir(self, run_dir: Path) -> None:
         """Hold `run_dir/.lock` while this Trainer lives or trains: a second process is refused."""
-        from filelock import FileLock, Timeout
-
         if not run_dir.is_dir():
             raise SpriteForgeError(f"{run_dir}: no such run folder (checkpoint not found)")
-        lock = FileLock(str(run_dir / ".lock"), timeout=0)
+        lock = FileLock(str(RunFolder(run_dir).lock), timeout=0)
         try:
             lock.acquire()
         except Timeout:
             raise SpriteForgeError(f"{run_dir}: another spriteforge process is training in this run folder; wait for it to "
                                    f"finish or stop it (a second one would overwrite its checkpoints)") from None
         except OSError as error:
-            raise SpriteForgeError(imageio.io_error_message(error, run_dir / ".lock")) from None
+            raise SpriteForgeError(imageio.io_error_message(error, RunFolder(run_dir).lock)) from None
         self.lock = lock
 
     def release(self) -> None:
@@ -272,7 +245,7 @@ class Trainer:
 
     def _write_run_files(self, command_line: str, resumed: dict | None = None) -> None:
         record = self.config.to_toml_dict()
-        path = self.run_dir / "configuration.toml"
+        path = self.folder.configuration
         history = []
         if resumed is not None and path.is_file():
             try:
@@ -288,14 +261,14 @@ class Trainer:
             temporary.write_text(tomli_w.dumps(record))
         if resumed is not None:
             return
-        (self.run_dir / "command-line.txt").write_text(command_line + "\n")
+        self.folder.command_line.write_text(command_line + "\n")
         counts = {name: parameter_count(net) for name, net in self.model.networks().items()}
         description = [f"model: {self.config.model}", f"data: {self.data.describe()}", f"device: {self.device}"]
         description += [f"{name}: {count:,} parameters" for name, count in counts.items()]
-        (self.run_dir / "model-description.txt").write_text("\n".join(description) + "\n\n" + self.model.describe())
+        self.folder.description.write_text("\n".join(description) + "\n\n" + self.model.describe())
 
-    def _restore(self, path: Path) -> None:
-        path, tensors, meta = ckpt.read_newest(path, warn=lambda line: print(line, file=sys.stderr))
+    def _restore(self, checkpoint: tuple[Path, dict, dict]) -> None:
+        path, tensors, meta = checkpoint
         written_by = meta["versions"].get("spriteforge")
         if written_by and written_by != __version__:
             print(f"warning: {path} was written by SpriteForge {written_by}, this is {__version__}; "
@@ -327,7 +300,7 @@ class Trainer:
             "history": self.state.history,
         }
         try:
-            path = ckpt.save_checkpoint(self.run_dir / "checkpoints" / LATEST, self.model, self.state.step, extra,
+            path = ckpt.save_checkpoint(self.folder.latest, self.model, self.state.step, extra,
                                         keep=self.config.get("keep_checkpoints") or 2)
         except ckpt.NonFiniteState as error:
             raise self.diverged(self.state.step, str(error)) from None
@@ -364,9 +337,6 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> RunState:
         """Train until the configured steps (or `stop_at`), saving checkpoints. Ctrl-C or SIGTERM: the
         step in progress finishes, is saved, and `Interrupted` is raised (see StopRequest)."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        config = self.config
         if self.lock is None:
             self._lock_run_dir(self.run_dir)
         try:
@@ -375,7 +345,7 @@ class Trainer:
             self.release()
 
     def _run(self, stop_at: int | None) -> RunState:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (a second or more): only when training
 
         config = self.config
         self.writer = SummaryWriter(str(self.run_dir))
@@ -445,7 +415,7 @@ class Trainer:
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         return torch.profiler.profile(
             activities=activities, schedule=torch.profiler.schedule(wait=0, warmup=1, active=max(1, self.config.profile - 1), repeat=1),
-            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.run_dir / "profile")),
+            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(self.folder.profile)),
         )
 
     # -- evaluation, previews, the end --------------------------------------------------------------
@@ -459,7 +429,7 @@ class Trainer:
         config = self.config
         self.model.eval()
         preview = self.model.preview(self.evaluation_set(self.data.train)[:3], self.evaluation_set(self.data.test)[:3], self.device)
-        imageio.save_png(preview, self.run_dir / "previews" / f"step_{step:06d}.png", scale=2)
+        imageio.save_png(preview, self.folder.preview(step), scale=2)
         self.writer.add_image("preview", preview, step, dataformats="HWC")
         if config.callback_debug_discriminator:
             self._debug_discriminator(step)
@@ -481,7 +451,7 @@ class Trainer:
                 if self.state.best_validation is None or selection < self.state.best_validation:
                     self.state.best_validation, self.state.best_step = selection, step
                     self.state.evaluations_without_improvement = 0
-                    ckpt.save_checkpoint(self.run_dir / "checkpoints" / BEST, self.model, step,
+                    ckpt.save_checkpoint(self.folder.best, self.model, step,
                                          {"validation_l1": selection, "test_l1": results.get("test")},
                                          include_training_state=False, networks=self.model.inference_networks)
                 else:
@@ -501,9 +471,6 @@ class Trainer:
         The Inception network is loaded once per run and remembers the real views' features, so
         later evaluations only pass the newly drawn images through it.
         """
-        from spriteforge.evaluation.inception import InceptionFeatures
-        from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
-
         if self.fid_extractor is None:
             self.fid_extractor = InceptionFeatures(self.device)
         results = {}
@@ -511,7 +478,7 @@ class Trainer:
             if len(characters) < 2:  # a covariance needs at least two images
                 continue
             views = self.evaluation_set(characters)
-            if self.model.imputes:
+            if isinstance(self.model, Imputer):
                 scores = evaluate_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
             else:
                 scores = evaluate_sample_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
@@ -527,12 +494,12 @@ class Trainer:
             if outputs is None:
                 continue
             image = discriminator_debug_grid(*outputs)
-            imageio.save_png(image, self.run_dir / "discriminated-images" / f"discriminated_{split}_at_step_{step}.png", scale=2)
+            imageio.save_png(image, self.folder.discriminated(split, step), scale=2)
 
     def finish(self, elapsed: float) -> None:
         """Restore the best generator (if any), write test images, exports and a summary."""
         config = self.config
-        best_path = self.run_dir / "checkpoints" / BEST
+        best_path = self.folder.best
         summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1), "versions": versions()}
         if self.state.history:
             summary["last_evaluation"] = self.state.history[-1]
@@ -544,11 +511,10 @@ class Trainer:
         self.model.eval()
         self._write_test_images(summary.get("best_step", self.state.step))
         if config.save_model:
-            ckpt.save_checkpoint(self.run_dir / "models" / "generator.safetensors", self.model, summary.get("best_step", self.state.step),
+            ckpt.save_checkpoint(self.folder.exported, self.model, summary.get("best_step", self.state.step),
                                  include_training_state=False, networks=self.model.inference_networks)
-        with imageio.atomic_write(self.run_dir / "summary.json") as temporary:
+        with imageio.atomic_write(self.folder.summary) as temporary:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
-
 
     def _write_test_images(self, at_step: int) -> None:
         """`test-images/`: --test-images test characters spread over the split (0 writes none)."""
@@ -559,7 +525,7 @@ class Trainer:
         picks = np.linspace(0, len(test) - 1, count).round().astype(int)
         started = time.time()
         for stem, image in self.model.final_images(test[picks], self.device).items():
-            imageio.save_png(image, self.run_dir / "test-images" / f"{stem}_at_step_{at_step}.png", scale=2)
+            imageio.save_png(image, self.folder.test_image(stem, at_step), scale=2)
         print(f"test images: {count} test characters in {time.time() - started:.1f} s (--test-images sets how many)")
 
 

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
 from spriteforge import imageio
 
 CHUNK = 64
-
-
-def evaluation_cases(count: int, domains: int, given: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per character a target view and `given` other views, drawn once from `seed` (reproducible)."""
-    generator = torch.Generator().manual_seed(seed)
-    targets = torch.randint(domains, (count,), generator=generator)
-    available = torch.zeros(count, domains, dtype=torch.bool)
-    for row in range(count):
-        others = [d for d in range(domains) if d != targets[row]]
-        order = torch.randperm(len(others), generator=generator)[:given]
-        available[row, [others[i] for i in order]] = True
-    return available, targets
 
 
 @torch.no_grad()
@@ -38,15 +28,6 @@ def evaluate_l1(model, images: torch.Tensor, device, seed: int = 0) -> float:
         total += difference.sum().item()
         pixels += difference.numel()
     return total / pixels
-
-
-def one_view_missing(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, target, available) for a batch [B, D, …] where example i misses view i mod D only."""
-    rows = torch.arange(batch.shape[0], device=batch.device)
-    target = rows % batch.shape[1]
-    available = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
-    available[rows, target] = False
-    return rows, target, available
 
 
 @torch.no_grad()
@@ -86,4 +67,29 @@ def test_image_grid(model, character: torch.Tensor, device) -> np.ndarray:
     available = torch.nn.functional.one_hot(source, domains).bool()
     drawn = imageio.to_uint8(model.impute(views.expand(domains * domains, -1, -1, -1, -1), available, target))
     rows = [list(imageio.to_uint8(views[0]))] + [list(drawn[row * domains : (row + 1) * domains]) for row in range(domains)]
+    return imageio.grid(rows)
+
+
+@torch.no_grad()
+def missing_views_grid(model, character: torch.Tensor, device, missing: int) -> np.ndarray:
+    """One row per choice of `missing` views: given views (blanks), given + generated, the truth."""
+    views = character.unsqueeze(0).to(device)
+    domains = views.shape[1]
+    truth = imageio.to_uint8(views[0])
+    blank = np.zeros_like(truth[0])
+    combos = list(itertools.combinations(range(domains), missing))
+    pairs = [(index, slot) for index, combo in enumerate(combos) for slot in combo]
+    available = torch.ones(len(pairs), domains, dtype=torch.bool, device=device)
+    for row, (index, _) in enumerate(pairs):
+        available[row, list(combos[index])] = False
+    target = torch.tensor([slot for _, slot in pairs], device=device)
+    generated = imageio.to_uint8(model.impute(views.expand(len(pairs), -1, -1, -1, -1), available, target))
+    rows = []
+    for index, combo in enumerate(combos):
+        given = [blank if d in combo else truth[d] for d in range(domains)]
+        drawn = [truth[d] for d in range(domains)]
+        for row, (pair_index, slot) in enumerate(pairs):
+            if pair_index == index:
+                drawn[slot] = generated[row]
+        rows.append(given + drawn + list(truth))
     return imageio.grid(rows)
