@@ -24,10 +24,11 @@ from PIL import Image
 
 from spriteforge import VIEWS, imageio
 from spriteforge.drawing import STYLE_SOURCES, draw_characters, latent_vectors, snap_to_palette, style_rows
+from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluating import evaluate_location
 from spriteforge.evaluation.protocol import parse_metrics
-from spriteforge.inference import load_for_inference, resolve_sampler, torch_device
+from spriteforge.inference import load_for_inference, resolve_sampler
 from spriteforge.models.kinds import Imputer
 from spriteforge.palettes import read_palette
 from spriteforge.pixelart import SAMPLE_COLOURS, pixel_art_samples
@@ -231,7 +232,7 @@ class Model:
 def load_model(name_or_path: str | os.PathLike = "default", device: str = "cpu") -> Model:
     """Load a model for use: "default" (the bundled turnaround model), a run folder of `spriteforge train`,
     an exported or checkpoint `.safetensors` file, or a folder of pix2pix runs. `device`: cpu, cuda, cuda:1."""
-    torch_dev = torch_device(device)
+    torch_dev = resolve_device(device)
     network, config = load_for_inference(name_or_path, torch_dev)
     return Model(network, config, torch_dev, str(name_or_path))
 

@@ -17,7 +17,7 @@ import tomli_w
 
 from spriteforge import VIEWS, __version__
 from spriteforge.errors import SpriteForgeError
-from spriteforge.options import BY_KEY, OPTIONS, Config, coerce, read_toml, resolve
+from spriteforge.options import BY_KEY, BY_NAME, OPTIONS, REPLACED, Config, coerce, read_toml, resolve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -75,6 +75,25 @@ class TrainCommand(click.Command):
             formatter.write_dl(rows)
 
 
+def device_option(function):
+    """--device, defined once for every command that runs a model (resolved by `devices.resolve_device`)."""
+    option = BY_NAME["device"]
+    return click.option("--device", default=option.default, show_default=True, help=option.help)(function)
+
+
+def seed_option(meaning: str, default: int | None = 0):
+    """--seed, defined once: every command's seed makes its output repeatable; `meaning` says what it seeds."""
+    return click.option("--seed", default=default, type=int, show_default=default is not None,
+                        help=f"seed of {meaning}: the same seed gives the same result")
+
+
+def _refuse_replaced(ctx, param, value):
+    """--gpu and --vram are gone: refuse them with the flag that replaced them."""
+    if value is not None:
+        raise SpriteForgeError(REPLACED[param.name.removeprefix("replaced_")][1])
+    return value
+
+
 def _option_decorators():
     decorators = []
     for option in OPTIONS:
@@ -99,7 +118,7 @@ def _with_options(function):
     return function
 
 
-RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "keep_checkpoints", "test_images", "lr", "verbose", "gpu", "vram", "data_dir"}
+RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "keep_checkpoints", "test_images", "lr", "verbose", "device", "memory_fraction", "precision", "data_dir"}
 
 
 @cli.command(cls=TrainCommand, context_settings={"show_default": False})
@@ -107,6 +126,8 @@ RESUME_OVERRIDES = {"steps", "epochs", "evaluate_steps", "checkpoint_steps", "ke
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of options (the command line overrides it)")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="continue the run in this folder exactly where it stopped")
 @click.option("--print-config", "print_config", is_flag=True, help="print the resolved configuration as TOML and exit (nothing is trained)")
+@click.option("--gpu", "replaced_gpu", hidden=True, expose_value=False, callback=_refuse_replaced)
+@click.option("--vram", "replaced_vram", hidden=True, expose_value=False, callback=_refuse_replaced)
 @_with_options
 def train(model, config_file, resume, print_config, **values):
     """Train MODEL (stargan-paired, collagan, dcgan, cyclegan, …) on the chosen datasets (default: the built-in synthetic set).
@@ -262,12 +283,12 @@ def _train_pairs(config, given: dict) -> None:
               help="force a palette (.gpl, .pal, a text file of #rrggbb lines, or a PNG: its opaque pixels' colours; ≤ 256 colours): "
                    "collagan --palette-quantization draws with it, other models' views are snapped to it (nearest RGB), given views too")
 @click.option("--indexed", is_flag=True, help="write indexed (P-mode) PNGs with the exact palette, index 0 transparent (≤ 255 colours)")
-@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+@device_option
 @click.option("--styles", default=1, type=click.IntRange(1, 64), show_default=True,
               help="munit, remic: K variations, one row each: the encoded style first (see --style), then styles sampled from N(0, I)")
 @click.option("--style", "style_source", type=click.Choice(["encoded", "sampled"]), default=None,
               help="munit, remic: the first row's style: encoded (default; munit: the target view's style encoder on the source view, remic: on the empty target slot) or sampled")
-@click.option("--seed", default=None, type=int, help="seed of the sampled styles (default 0; the same seed draws the same sheet)")
+@seed_option("the sampled styles (default 0)", default=None)
 def translate(model_path, model_option, back, left, front, right, batch_input, out, scale, separate, soft_alpha, palette_from, indexed,
               device, styles, style_source, seed):
     """Draw the missing views of a character from the views given (MODEL: run folder, checkpoint, or 'default')."""
@@ -347,7 +368,7 @@ def models_pack(location, out, fp32):
 @click.argument("model_path", metavar="[MODEL]", required=False, default=None)
 @click.option("-n", "--count", default=None, type=click.IntRange(1, 4096), help="how many sprites (default 64; with --sheet, characters: 8)")
 @click.option("--view", default=None, help="draw this view (conditional models only: cdcgan, biggan, deep-biggan)")
-@click.option("--seed", default=0, type=int, show_default=True, help="seed of the latent vectors (the same seed draws the same sprites)")
+@seed_option("the latent vectors")
 @click.option("--interpolate", is_flag=True, help="a strip of -n sprites morphing from seed to seed + 1")
 @click.option("--truncation", default=None, type=float,
               help="biggan/deep-biggan: draw z from a normal truncated to |z| <= T (0 = untruncated; default: the model's --truncation)")
@@ -361,7 +382,7 @@ def models_pack(location, out, fp32):
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
 @click.option("--separate", is_flag=True, help="also write one PNG per sprite (with --sheet: per character) beside --out")
 @click.option("--soft-alpha", is_flag=True, help="keep the generator's raw alpha and colours (no pixel-art snapping)")
-@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+@device_option
 def sample(model_path, count, view, seed, interpolate, truncation, colours, palette_from, sheet, imputer, out, scale, separate, soft_alpha, device):
     """Draw brand-new characters (MODEL: a sampler's run folder or checkpoint; default: the bundled sampler)."""
     from spriteforge.sampling import sample_files, sheet_files
@@ -397,7 +418,7 @@ def sample(model_path, count, view, seed, interpolate, truncation, colours, pale
 @click.option("--out", "out", required=True, type=click.Path(), help="PNG to write (one input) or folder (<input name>.png for each)")
 @click.option("--from-sample", "sampler", default=None, metavar="GAN_RUN", help="clean fresh samples of this sampling model instead of files (OUT/raw/ keeps them)")
 @click.option("-n", "--count", default=None, type=click.IntRange(1, 4096), help="with --from-sample: how many samples (default 16)")
-@click.option("--seed", default=None, type=int, help="with --from-sample: seed of the latent vectors (default 0)")
+@seed_option("the latent vectors, with --from-sample (default 0)", default=None)
 @click.option("--view", default=None, help="with --from-sample: draw this view (conditional models only)")
 @click.option("--palette-from", type=click.Path(dir_okay=False), default=None,
               help="snap the outputs to this palette (.gpl, .pal, one #rrggbb per line, or a PNG: its opaque colours); alpha is binarised")
@@ -405,7 +426,7 @@ def sample(model_path, count, view, seed, interpolate, truncation, colours, pale
 @click.option("--colors", "colors", default=None, type=click.IntRange(1, 255), help="reduce each output to this many colours (k-means in CIELAB); alpha is binarised")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
 @click.option("--compare", default=None, type=click.Path(dir_okay=False), help="also write a grid PNG: each row of inputs above their cleaned outputs")
-@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+@device_option
 def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, input_palette, colors, scale, compare, device):
     """Clean sprites with a trained autoencoder (RUN: run folder or checkpoint): encode, decode, keep it pixel art."""
     from spriteforge.denoising import denoise_files, denoise_samples
@@ -439,7 +460,7 @@ def denoise(model_path, inputs, out, sampler, count, seed, view, palette_from, i
 @click.option("--background", type=click.Choice(["none", "auto"]), default="none", show_default=True, help="auto: a uniform border colour becomes transparent")
 @click.option("--indexed", is_flag=True, help="write a palette (P-mode) PNG, index 0 transparent")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNG")
-@click.option("--seed", default=0, type=int, help="k-means seed")
+@seed_option("k-means")
 def pixelate(inputs, out, size, colors, palette_file, pixel_size, outline, clean, background, indexed, scale, seed):
     """Clean pixel art from pictures (files or folders): snap to the pixel grid (or downscale), limit the palette, binarise alpha."""
     from spriteforge.pixelating import pixelate_files
@@ -464,8 +485,8 @@ def pixelate(inputs, out, size, colors, palette_file, pixel_size, outline, clean
 @click.option("--clean", is_flag=True, help="remove stray pixels and fill pinholes only")
 @click.option("--indexed", is_flag=True, help="write palette (P-mode) PNGs, index 0 transparent")
 @click.option("--scale", default=1, type=click.IntRange(1, 32), help="nearest-neighbour upscale factor of the written PNGs")
-@click.option("--seed", default=0, type=int, help="k-means seed")
-@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+@seed_option("k-means")
+@device_option
 def stylize(model_path, inputs, out, size, colors, palette_file, outline, clean, indexed, scale, seed, device):
     """Turn pictures into pixel art with a cyclegan or pix2pix-pairs run (MODEL), then snap, quantise and clean."""
     from spriteforge.stylize import stylize_files
@@ -538,7 +559,7 @@ def data_inspect(source, data_dir, domains, image_size, preview):
 @data.command("synth")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="folder to write train/ and test/ into")
 @click.option("--count", default=480, type=click.IntRange(2, 100000), help="number of characters")
-@click.option("--seed", default=0, type=int, help="generator seed")
+@seed_option("the procedural generator")
 @click.option("--image-size", default=64, type=int, help="image size (a multiple of 16)")
 def data_synth(out, count, seed, image_size):
     """Write the procedural dataset as PNGs in the split layout (train|test/<k>-<view>/<n>.png)."""
@@ -566,9 +587,9 @@ def data_synth(out, count, seed, image_size):
 @click.option("--fid-resize", default="bicubic", type=click.Choice(["bicubic", "nearest"]), help="filter that resizes sprites to 299×299 for Inception")
 @click.option("--fid-background", default="white", type=click.Choice(["white", "black"]), help="background RGBA sprites are composited on for FID/KID")
 @click.option("--image-size", default=None, type=int, help="image size of a folder dataset for the baselines (default 64)")
-@click.option("--seed", default=0, type=int, help="seed of KID's random subsets")
+@seed_option("KID's random subsets")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="folder for evaluation.json/.md (default: RUN/evaluation/<dataset>-<split>)")
-@click.option("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+@device_option
 def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, batch, fid_resize, fid_background, image_size, seed, out, device):
     """The 28-case protocol: every target view from every combination of given views (MODEL: run folder,
     checkpoint, baseline:copy or baseline:mirror); prints the Markdown tables, writes JSON + Markdown."""

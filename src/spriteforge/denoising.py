@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from spriteforge import imageio
+from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.drawing import binarise_alpha, read_forced_palette, snap_to_palette
-from spriteforge.inference import find_checkpoint, load_for_inference, torch_device
+from spriteforge.inference import find_checkpoint, load_for_inference
 from spriteforge.models.autoencoder import AutoEncoder
 from spriteforge.pixelart import quantize
 from spriteforge.sampling import sample_files
@@ -112,7 +113,7 @@ def denoise_files(model_path, inputs: list[str | Path], out: str | Path, scale: 
     if not inputs:
         raise SpriteForgeError("give the sprites to clean (PNG files or folders), or --from-sample GAN_RUN")
     palette = _palette_choice(palette_from, input_palette, colours)
-    device = torch_device(device)
+    device = resolve_device(device)
     model, config = load_autoencoder(model_path, device)
     return _denoise(model, config, input_files(inputs), Path(out), scale, palette, input_palette, colours, compare, device)
 
@@ -126,7 +127,7 @@ def denoise_samples(model_path, sampler_path, out: str | Path, count: int = 16, 
     if out.suffix.lower() == ".png":
         raise SpriteForgeError(f"--out {out}: --from-sample writes a folder (raw/ and the cleaned samples); give a folder name")
     palette = _palette_choice(palette_from, input_palette, colours)
-    device = torch_device(device)
+    device = resolve_device(device)
     model, config = load_autoencoder(model_path, device)
     _, meta = ckpt.read_checkpoint(find_checkpoint(sampler_path))
     size = meta["shape"]["image_size"]

@@ -13,6 +13,7 @@ from spriteforge import VIEWS
 from spriteforge.data import registry
 from spriteforge.data.batches import to_model_input
 from spriteforge.data.loading import load_data
+from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation.inception import InceptionFeatures
@@ -34,6 +35,7 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
     """Load MODEL (run folder, checkpoint, or baseline:copy / baseline:mirror) and its data, run the
     protocol (with the baselines unless told not to), write evaluation.json/.md; returns them and the Markdown."""
     imputers: dict = {}
+    device = resolve_device(device)
     if not model.startswith("baseline:"):
         network, config = load_for_inference(model, device)
         if not isinstance(network, Imputer):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
+from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
 from spriteforge.models.kinds import Stylizer
 from spriteforge.models.pix2pix import PairModels
-from spriteforge.options import BY_KEY, LEGACY, Config, coerce
+from spriteforge.options import BY_KEY, LEGACY, OPTIONS, Config, coerce, drop_replaced
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.run_folder import INFERENCE_ORDER, RunFolder
 
@@ -56,8 +57,9 @@ def find_checkpoint(location: str | Path) -> Path:
 
 
 def config_from_meta(meta: dict, path: Path) -> Config:
-    config = Config()
-    for key, value in meta["config"].items():
+    """A checkpoint's configuration; common options added since it was written take their defaults."""
+    config = Config({option.key: option.default for option in OPTIONS if option.common and option.key not in meta["config"]})
+    for key, value in drop_replaced(meta["config"], recorded=True).items():
         if key in LEGACY and value == LEGACY[key][0]:
             value = LEGACY[key][1]
         config[key] = coerce(BY_KEY[key], value, f"{path}: ") if key in BY_KEY else value
@@ -72,6 +74,7 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu",
     A folder holding several pix2pix run folders (one per view pair) loads as one imputer of them all.
     Picture → pixel-art models load only for `stylize=True`, and only they load for it (one clear line).
     """
+    device = resolve_device(device)
     pairs = None if stylize or str(location) in BUNDLED else load_pair_models(location, device)
     if pairs is not None:
         return pairs
@@ -88,17 +91,6 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu",
     model = cls(config, shape["domains"], shape["channels"], shape["image_size"])
     ckpt.load_weights(model, tensors, path, model.inference_networks)
     return model.to(device).eval(), config
-
-
-def torch_device(name: str) -> torch.device:
-    """A user's --device value as a torch device, refusing CUDA where there is none (one line)."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SpriteForgeError(f"--device {name}: not a torch device (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SpriteForgeError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    return device
 
 
 def load_pair_models(location: str | Path, device):

@@ -12,13 +12,13 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write
 from spriteforge.inference import BUNDLED, BUNDLED_FOLDER, find_checkpoint
 from spriteforge.models import model_class
-from spriteforge.options import BY_KEY
+from spriteforge.options import BY_KEY, drop_replaced
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
 
 # Options that describe the machine a run was trained on, not the model: reset to their defaults in packed weights.
-MACHINE_OPTIONS = ("data_dir", "log_folder", "gpu", "vram", "profile", "verbose")
+MACHINE_OPTIONS = ("data_dir", "log_folder", "device", "memory_fraction", "profile", "verbose")
 
 
 def card_path(name: str) -> Path:
@@ -95,7 +95,7 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
         networks.add("generator_ema")
     kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
             for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
-    config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in meta["config"].items()}
+    config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in drop_replaced(meta["config"], recorded=True).items()}
 
     metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
                 "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps(meta["extra"]),

@@ -93,8 +93,10 @@ OPTIONS: list[Option] = [
     Option("model-name", str, "", "run-folder level 1 (default: the model)", common=True),
     Option("experiment", str, "playground", "run-folder level 2", common=True),
     Option("run-string", str, "", "run-folder level 3 (default: a timestamp)", common=True),
-    Option("gpu", int, 0, "CUDA device index when a GPU is present (-1 forces CPU)", common=True, low=-1),
-    Option("vram", int, 0, "cap GPU memory use at this many MB (0 = no cap)", common=True, low=0),
+    Option("device", str, "auto", "where to run: auto (a CUDA GPU, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps", common=True),
+    Option("memory-fraction", float, 1.0, "cap this process's use of the GPU's memory at this share (1 = no cap)", common=True, low=0, high=1, above=True),
+    Option("precision", str, "32", "32 (float32), bf16 (autocast to bfloat16) or 16-mixed (autocast to float16 with gradient scaling)",
+           choices=("32", "bf16", "16-mixed"), common=True),
     Option("profile", int, 0, "profile this many steps with torch.profiler into the run folder", common=True, low=0),
     Option("pretrain-epochs", int, 0, "not used by any model (kept from the original's table)", low=0),
     # model architecture
@@ -181,6 +183,28 @@ class Config(dict):
 LEGACY = {"checkpoint_steps": (0, None)}
 """Values older runs recorded that the table no longer takes, and what they meant (0: --evaluate-steps)."""
 
+REPLACED = {
+    "gpu": (0, "--gpu N was replaced by --device cuda:N (or --device cpu, or --device auto: a GPU when there is one)"),
+    "vram": (0, "--vram MB was replaced by --memory-fraction F (the share of the GPU's memory, e.g. 0.5)"),
+}
+"""Options that are gone, the value older runs recorded by default (read back silently), and the hint
+that refuses any other value."""
+
+
+def drop_replaced(values: dict[str, Any], where: str = "", recorded: bool = False) -> dict[str, Any]:
+    """`values` without the replaced options: a default an older run recorded is dropped; a value someone
+    chose is refused with the hint (a checkpoint's own record, `recorded`, is always read: where a run
+    trains is not part of the run)."""
+    kept = {}
+    for key, value in values.items():
+        if key in REPLACED:
+            default, hint = REPLACED[key]
+            if value != default and not recorded:
+                raise SpriteForgeError(f"{where}{hint}")
+            continue
+        kept[key] = value
+    return kept
+
 RUN_RECORD_KEYS = {"versions", "resumed"}
 """Tables a run's configuration.toml holds besides options (ignored when it is read as --config)."""
 
@@ -209,7 +233,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     values = {}
     for name, value in raw.items():
         key = name.replace("-", "_")
-        if key in RUN_RECORD_KEYS:  # a run's configuration.toml given as --config
+        if key in RUN_RECORD_KEYS or not drop_replaced({key: value}, f"{path}: "):  # a run's record; --gpu 0 of older runs
             continue
         if key == "model":
             values[key] = value

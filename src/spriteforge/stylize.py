@@ -17,8 +17,9 @@ import torch
 
 from spriteforge import imageio
 from spriteforge.data.pictures import PICTURE_SUFFIXES, fit_picture
+from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
-from spriteforge.inference import load_for_inference, torch_device
+from spriteforge.inference import load_for_inference
 from spriteforge.pixelart import Pixelated, palette_option, pixelate, save_pixelated
 
 MAX_SIZE = 512
@@ -89,7 +90,7 @@ def stylize_files(model_path, inputs: list[str], out: str | Path, size: int | No
     palette = palette_option(palette_file, indexed)
     files = input_files(inputs)
     targets = output_paths(inputs, files, Path(out))
-    device = torch_device(device)
+    device = resolve_device(device)
     model, _ = load_for_inference(model_path, device, stylize=True)
     size = size or model.image_size
 

@@ -89,6 +89,8 @@ class SpriteModel(nn.Module):
         self.image_size = image_size
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.base_lrs: dict[str, float] = {}
+        self.grad_scalers: dict[str, torch.amp.GradScaler] = {}
+        """--precision 16-mixed: one loss scaler per optimiser (the engine sets them up; `optimize` uses them)."""
 
     # -- networks -------------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -133,12 +135,24 @@ class SpriteModel(nn.Module):
             return {}
         return {"generator/ema-decay": update_moving_average(self.generator_ema, self.generator, self.config.ema_decay, updates)}
 
+    def use_grad_scalers(self, device: torch.device | None) -> None:
+        """Give every optimiser a GradScaler on `device` (fp16 training), or none (None)."""
+        self.grad_scalers = {name: torch.amp.GradScaler(device.type) for name in self.optimizers} if device is not None else {}
+
     def optimize(self, name: str, loss: torch.Tensor) -> float:
-        """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step; returns the loss."""
+        """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step; returns the loss.
+
+        With a GradScaler (fp16) the loss is scaled before backward and a step whose gradients overflowed is skipped."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler = self.grad_scalers.get(name)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         return loss.item()
 
     # -- training ---------------------------------------------------------------------------------

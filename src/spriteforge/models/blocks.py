@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge.devices import full_precision
+
 
 def instance_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
     """InstanceNorm with affine parameters, written as GroupNorm(groups = channels) like the original."""
@@ -68,10 +70,11 @@ def parameter_count(module: nn.Module) -> int:
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
     """WGAN-GP: mean (‖∇D(x̂)‖₂ − 1)² at random interpolations x̂ between real and fake images."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    scores, _ = critic(mixed, condition)
-    (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    return ((gradients.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    with full_precision(real):  # the double backward in fp16 overflows: float32 even under --precision 16-mixed
+        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        scores, _ = critic(mixed, None if condition is None else condition.float())
+        (gradients,) = torch.autograd.grad(scores.float().sum(), mixed, create_graph=True)
+        return ((gradients.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 class SelfAttention(nn.Module):

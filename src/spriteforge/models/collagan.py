@@ -150,7 +150,7 @@ def select_pixels(logits: torch.Tensor, guess: torch.Tensor, views: torch.Tensor
     empty = torch.full_like(guess, -1.0)  # transparent (RGBA) or black (RGB)
     candidates = torch.cat([guess[:, None], empty[:, None], views, views.flip(-1)], dim=1)  # [B, K, C, H, W]
     allowed = torch.cat([torch.ones_like(kept[:, :2]), kept, kept], dim=1)[:, :, None, None]
-    logits = logits.masked_fill(~allowed, float("-inf"))
+    logits = logits.float().masked_fill(~allowed, float("-inf"))  # float32 softmaxes under --precision 16-mixed/bf16
     if hard:
         weights = F.one_hot(logits.argmax(1), logits.shape[1]).movedim(-1, 1).to(guess.dtype)
     else:

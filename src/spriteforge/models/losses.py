@@ -115,8 +115,8 @@ def palettes_of(views: torch.Tensor, available: torch.Tensor) -> tuple[torch.Ten
 
 def palette_distances(images: torch.Tensor, palette: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Squared distances [B, P, K] of every pixel to every palette colour (+inf for padding)."""
-    pixels = images.flatten(2).transpose(1, 2)  # [B, P, C]
-    distances = torch.cdist(pixels, palette) ** 2
+    pixels = images.flatten(2).transpose(1, 2).float()  # [B, P, C]; float32 under autocast: fp16 distances / T overflow
+    distances = torch.cdist(pixels, palette.float()) ** 2
     return distances.masked_fill(~valid[:, None, :], float("inf"))
 
 

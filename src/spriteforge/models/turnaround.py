@@ -190,7 +190,7 @@ class Turnaround(SpriteModel):
         allowed = allowed_candidates(kept)
         options = candidates(inputs, drawn.detach())
         targets = source_targets(options, batch, allowed)
-        logits = logits.masked_fill(~allowed[:, :, :, None, None], float("-inf"))
+        logits = logits.float().masked_fill(~allowed[:, :, :, None, None], float("-inf"))  # float32 under autocast
         log_p = logits.log_softmax(2)
         chosen = log_p.masked_fill(~targets, float("-inf")).logsumexp(2)  # [B, D, H, W]
         missing = (~kept)[:, :, None, None].expand_as(chosen)

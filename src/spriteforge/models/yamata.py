@@ -178,9 +178,7 @@ class Yamata(SpriteModel):
         fake_scores = self.discriminator(*tuple_input(composite.detach(), kept))
         d_real, d_fake = losses.bce_discriminator_terms(real_scores, fake_scores)
         d_loss = 0.5 * (d_real + d_fake)
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        self.optimize("discriminator", d_loss)
 
         # Generator: fool the updated D with the composite; L1 on the missing views (and the given ones if asked).
         with frozen(self.discriminator):
@@ -189,9 +187,7 @@ class Yamata(SpriteModel):
         g_l1 = (per_view * ~kept).sum() / (~kept).sum()
         g_l1_given = (per_view * kept).sum() / kept.sum()
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1 + config.lambda_l1_given * g_l1_given
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["generator"].step()
+        self.optimize("generator", g_loss)
         return {
             "discriminator/real": d_real.item(), "discriminator/fake": d_fake.item(), "discriminator/total": d_loss.item(),
             "generator/adversarial": g_adversarial.item(), "generator/l1": g_l1.item(),

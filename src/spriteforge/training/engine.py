@@ -31,6 +31,7 @@ from spriteforge.data.batches import batch_indices, normalise, step_seed, to_mod
 from spriteforge.data.folders import CharacterSet
 from spriteforge.data.loading import SpriteData, is_single_folder_source, load_data
 from spriteforge.data.pictures import load_pairs, load_unpaired
+from spriteforge.devices import autocast, check_precision, fits_on_device, limit_memory, resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation.inception import InceptionFeatures
 from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
@@ -83,13 +84,11 @@ class StopRequest:
 
 
 def pick_device(config: Config) -> torch.device:
-    if config.gpu >= 0 and torch.cuda.is_available():
-        device = torch.device(f"cuda:{config.gpu}")
-        if config.vram > 0:
-            total = torch.cuda.get_device_properties(device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, config.vram * 2**20 / total), device)
-        return device
-    return torch.device("cpu")
+    """--device (auto: a CUDA GPU, else MPS, else the CPU), its --memory-fraction, and a --precision it can run."""
+    device = resolve_device(config.get("device", "auto"))
+    limit_memory(device, config.get("memory_fraction", 1.0))
+    check_precision(device, config.get("precision", "32"))
+    return device
 
 
 def build_model(config: Config, domain_count: int, channels: int, image_size: int, device="cpu") -> SpriteModel:
@@ -186,8 +185,13 @@ class Trainer:
         self.augmentation = Augmentation(
             hue=not (config.no_aug or config.no_hue), translation=not (config.no_aug or config.no_tran)
         )
-        # Data with its own sampler (unpaired folders) draws batches itself; see `training_data`.
+        # Data with its own sampler (unpaired folders) draws batches itself; see `training_data`. Characters
+        # live on the device when they fit (uint8): a step then sends only its batch indices across.
         self.train_images = None if hasattr(self.data, "batch_images") else torch.from_numpy(self.data.train.images)
+        if self.train_images is not None and fits_on_device(self.train_images.nbytes, self.device):
+            self.train_images = self.train_images.to(self.device)
+        self.precision = config.get("precision", "32")
+        self.model.use_grad_scalers(self.device if self.precision == "16-mixed" else None)
         self.state = RunState()
         self.lock = None
         if resume is not None:
@@ -278,6 +282,10 @@ class Trainer:
         ckpt.load_weights(self.model, tensors, path)
         ckpt.load_optimizers(self.model, tensors, meta, path)
         extra = meta["extra"]
+        scaler_states = extra.get("grad_scalers") or {}
+        for name, scaler in self.model.grad_scalers.items():  # a run that switches to 16-mixed starts its scales afresh
+            if isinstance(scaler_states.get(name), dict):
+                scaler.load_state_dict(scaler_states[name])
         self.state = RunState(
             step=meta["step"], best_validation=extra.get("best_validation"), best_step=extra.get("best_step"),
             evaluations_without_improvement=extra.get("evaluations_without_improvement", 0),
@@ -299,6 +307,8 @@ class Trainer:
             "evaluations_without_improvement": self.state.evaluations_without_improvement,
             "history": self.state.history,
         }
+        if self.model.grad_scalers:  # --precision 16-mixed: the loss scales continue exactly on resume
+            extra["grad_scalers"] = {name: scaler.state_dict() for name, scaler in self.model.grad_scalers.items()}
         try:
             path = ckpt.save_checkpoint(self.folder.latest, self.model, self.state.step, extra,
                                         keep=self.config.get("keep_checkpoints") or 2)
@@ -366,7 +376,8 @@ class Trainer:
                     step = self.state.step
                     torch.manual_seed(step_seed(config.seed, step))
                     learning_rate = self.apply_learning_rates(step)
-                    losses = self.model.train_step(self.batch(step), step, step / self.total_steps)
+                    with autocast(self.device, self.precision):
+                        losses = self.model.train_step(self.batch(step), step, step / self.total_steps)
                     self.state.step = done = step + 1
                     if profiler is not None and done <= config.profile:
                         profiler.step()
