@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # files: image files and the bundled Inception weights (options checks they exist for --callback-evaluate-fid)
     ("files", ("spriteforge.imageio", "spriteforge.evaluation.inception")),
     ("options", ("spriteforge.options", "spriteforge.palettes")),
-    ("devices", ("spriteforge.devices",)),
+    ("devices", ("spriteforge.devices", "spriteforge.distributed")),
     ("pixel art", ("spriteforge.pixelart",)),
     ("data", ("spriteforge.data",)),
     ("models", ("spriteforge.models",)),

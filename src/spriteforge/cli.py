@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import tomli_w
 
-from spriteforge import VIEWS, __version__
+from spriteforge import VIEWS, __version__, distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.options import BY_KEY, BY_NAME, OPTIONS, REPLACED, Config, coerce, read_toml, resolve
 
@@ -212,12 +212,18 @@ def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
     """Train to the end; on Ctrl-C/SIGTERM say how to continue and exit 130."""
     from spriteforge.training.engine import Interrupted
 
-    click.echo(f"run folder: {trainer.run_dir}", err=True)
-    click.echo(f"data: {trainer.data.describe()}", err=True)
+    say = (lambda line: click.echo(line, err=True)) if trainer.is_main else (lambda line: None)  # torchrun: rank 0 speaks
+    say(f"run folder: {trainer.run_dir}")
+    processes, share = distributed.world_size(), trainer.config.batch // distributed.world_size()
+    say(f"data: {trainer.data.describe()}"
+        + (f"; {processes} processes, {share} example{'s' if share != 1 else ''} each per step" if processes > 1 else ""))
     hint = rerun_hint or f"spriteforge train --resume {trainer.run_dir}"
     try:
         state = trainer.run()
     except Interrupted as stopped:
+        distributed.stop()
+        if not trainer.is_main:
+            sys.exit(130)
         if stopped.saved:
             click.echo(f"\ninterrupted after step {stopped.step}; checkpoint saved. Continue with: {hint}", err=True)
         elif stopped.step:
@@ -225,8 +231,9 @@ def _run_trainer(trainer, rerun_hint: str | None = None) -> None:
         else:
             click.echo("\nstopped at once, before the first checkpoint; nothing to resume", err=True)
         sys.exit(130)
+    distributed.stop()
     summary = trainer.folder.summary
-    click.echo(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""), err=True)
+    say(f"done: {state.step} steps; results in {trainer.run_dir}" + (f" ({summary.read_text().strip()})" if summary.exists() and trainer.config.verbose else ""))
 
 
 def _train_pairs(config, given: dict) -> None:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
@@ -86,7 +87,7 @@ def corrupt(images: torch.Tensor, std: float, generator: torch.Generator | None 
     """Images plus Gaussian noise of σ `std` (all channels), clamped back to [-1, 1]."""
     if std <= 0:
         return images
-    noise = torch.randn(images.shape, generator=generator).to(images.device) if generator is not None else torch.randn_like(images)
+    noise = torch.randn(images.shape, generator=generator).to(images.device) if generator is not None else distributed.randn(images.shape[0], *images.shape[1:], device=images.device, dtype=images.dtype)
     return (images + std * noise).clamp(-1, 1)
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.blocks import parameter_count, update_moving_average
 from spriteforge.models.diffaugment import augment_discriminator
@@ -142,15 +143,20 @@ class SpriteModel(nn.Module):
     def optimize(self, name: str, loss: torch.Tensor) -> float:
         """One update of optimiser `name`: clear its gradients, back-propagate `loss`, step; returns the loss.
 
+        Under torchrun the gradients are averaged over the ranks between backward and step (see distributed).
+
         With a GradScaler (fp16) the loss is scaled before backward and a step whose gradients overflowed is skipped."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler = self.grad_scalers.get(name)
+        parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
         if scaler is None:
             loss.backward()
+            distributed.average_gradients(parameters)
             optimizer.step()
         else:
             scaler.scale(loss).backward()
+            distributed.average_gradients(parameters)  # scaled alike on every rank: the scales stay equal
             scaler.step(optimizer)
             scaler.update()
         return loss.item()

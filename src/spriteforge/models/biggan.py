@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from spriteforge import distributed
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel, defaults_from_file
@@ -354,7 +355,7 @@ class BigGAN(SpriteModel):
         real, views = as_images(batch)
         count = len(real)
         with torch.no_grad():
-            fake = self.generator(torch.randn(count, self.latent_size, device=real.device), views)
+            fake = self.generator(distributed.randn(count, self.latent_size, device=real.device), views)
         scores = self.discriminator(torch.cat([real, fake]), torch.cat([views, views]))
         real_scores, fake_scores = scores[:count], scores[count:]
         d_loss = hinge_discriminator_loss(real_scores, fake_scores)
@@ -364,7 +365,7 @@ class BigGAN(SpriteModel):
         if step % config.d_steps:
             return losses
 
-        fake = self.generator(torch.randn(count, self.latent_size, device=real.device), views)
+        fake = self.generator(distributed.randn(count, self.latent_size, device=real.device), views)
         with frozen(self.discriminator):
             g_adversarial = hinge_generator_loss(self.discriminator(fake, views))
         orthogonal = orthogonal_regularization(self.orthogonal_weights()) if config.lambda_orthogonal > 0 else torch.zeros((), device=real.device)

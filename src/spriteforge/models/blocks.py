@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.devices import full_precision
 
 
@@ -69,7 +70,7 @@ def parameter_count(module: nn.Module) -> int:
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
     """WGAN-GP: mean (‖∇D(x̂)‖₂ − 1)² at random interpolations x̂ between real and fake images."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    alpha = distributed.rand(real.shape[0], 1, 1, 1, device=real.device)
     with full_precision(real):  # the double backward in fp16 overflows: float32 even under --precision 16-mixed
         mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
         scores, _ = critic(mixed, None if condition is None else condition.float())

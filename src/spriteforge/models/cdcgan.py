@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
@@ -53,7 +54,7 @@ class ViewDiscriminator(DCDiscriminator):
 
 
 def round_robin(count: int, views: int, device="cpu") -> torch.Tensor:
-    return torch.arange(count, device=device) % views
+    return distributed.global_rows(count, device) % views
 
 
 def view_labels(views, count: int, view_count: int, device) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
@@ -162,7 +163,7 @@ def select_pixels(logits: torch.Tensor, guess: torch.Tensor, views: torch.Tensor
     matchable = matches.any(1)
     matches[:, 0] |= ~matchable  # a finite stand-in where nothing matches; those pixels weigh 0
     log_p = logits.log_softmax(1).masked_fill(~matches, float("-inf")).logsumexp(1)
-    loss = -(log_p * matchable).sum() / matchable.sum().clamp_min(1)
+    loss = -(log_p * matchable).sum() / distributed.count_per_rank(matchable.sum()).clamp_min(1)
     return image, loss
 
 
@@ -312,7 +313,7 @@ class CollaGAN(SpriteModel):
         rows = torch.arange(count, device=batch.device)
         if config.perturb_palette > 0 and torch.rand(()) < config.perturb_palette:
             batch = perturb_hsv(batch)
-        target = torch.randint(domains, (count,), device=batch.device)
+        target = distributed.randint(0, domains, count, device=batch.device)
         kept = sample_kept_views(target, domains, config.input_dropout, progress)
         real_target = batch[rows, target]
 
@@ -338,7 +339,7 @@ class CollaGAN(SpriteModel):
             cycled = self.generate(cycle_views, cycle_kept, cycle_target, cycle_palette, temperature)
             real_cycled = batch[source, cycle_target]
             cycled_was_given = kept[source, cycle_target]
-            given_count = cycled_was_given.sum().clamp_min(1)
+            given_count = distributed.count_per_rank(cycled_was_given.sum()).clamp_min(1)
             cycled_l1 = (cycled - real_cycled).abs().flatten(1).mean(1)
             g_l1_backward = (cycled_l1 * cycled_was_given).sum() / given_count
             g_ssim = (losses.ssim_loss(cycled, real_cycled) * cycled_was_given).sum() / given_count

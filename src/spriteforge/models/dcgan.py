@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
@@ -126,6 +127,8 @@ class DCGAN(SpriteModel):
 
     # -- sampling -----------------------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+        if generator is None:  # training: each example's latent is the one a one-process run draws (see distributed)
+            return distributed.randn(count, self.latent_size).to(device)
         return torch.randn(count, self.latent_size, generator=generator).to(device)
 
     @torch.no_grad()
@@ -138,7 +141,7 @@ class DCGAN(SpriteModel):
     # -- training -----------------------------------------------------------------------------------
     def _labels(self, count: int, real: bool, device) -> torch.Tensor:
         smoothing = self.config.label_smoothing
-        spread = torch.rand(count, device=device) * smoothing
+        spread = distributed.rand(count, device=device) * smoothing
         return 1.0 - spread if real else spread
 
     def train_step(self, batch, step, progress):

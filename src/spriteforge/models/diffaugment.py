@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 
 TRANSPARENT = -1.0
@@ -27,11 +28,11 @@ def _colour(images: torch.Tensor) -> torch.Tensor:
     rgb, rest = images[:, :3], images[:, 3:]
     count = images.shape[0]
     shape = (count, 1, 1, 1)
-    changed = rgb + (torch.rand(shape, device=images.device, dtype=images.dtype) - 0.5)
+    changed = rgb + (distributed.rand(*shape, device=images.device, dtype=images.dtype) - 0.5)
     mean = changed.mean(dim=1, keepdim=True)
-    changed = (changed - mean) * (torch.rand(shape, device=images.device, dtype=images.dtype) * 2) + mean
+    changed = (changed - mean) * (distributed.rand(*shape, device=images.device, dtype=images.dtype) * 2) + mean
     mean = changed.mean(dim=(1, 2, 3), keepdim=True)
-    changed = (changed - mean) * (torch.rand(shape, device=images.device, dtype=images.dtype) + 0.5) + mean
+    changed = (changed - mean) * (distributed.rand(*shape, device=images.device, dtype=images.dtype) + 0.5) + mean
     if images.shape[1] == 4:
         opacity = (images[:, 3:] + 1) / 2
         changed = changed * opacity + rgb * (1 - opacity)
@@ -42,8 +43,8 @@ def _translation(images: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by up to `ratio` of its side in x and y (whole pixels); uncovered pixels are transparent."""
     count, _, height, width = images.shape
     shift_y, shift_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    dy = torch.randint(-shift_y, shift_y + 1, (count, 1, 1), device=images.device)
-    dx = torch.randint(-shift_x, shift_x + 1, (count, 1, 1), device=images.device)
+    dy = distributed.randint(-shift_y, shift_y + 1, count, 1, 1, device=images.device)
+    dx = distributed.randint(-shift_x, shift_x + 1, count, 1, 1, device=images.device)
     rows = torch.arange(height, device=images.device)[None, :, None] - dy  # source row of each output row
     cols = torch.arange(width, device=images.device)[None, None, :] - dx
     inside = ((rows >= 0) & (rows < height) & (cols >= 0) & (cols < width))[:, None]
@@ -56,8 +57,8 @@ def _cutout(images: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     """Blank one square of `ratio` × the side per image, anywhere (clipped at the border), to transparent."""
     count, _, height, width = images.shape
     size_y, size_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    top = torch.randint(0, height + (1 - size_y % 2), (count, 1, 1), device=images.device) - size_y // 2
-    left = torch.randint(0, width + (1 - size_x % 2), (count, 1, 1), device=images.device) - size_x // 2
+    top = distributed.randint(0, height + (1 - size_y % 2), count, 1, 1, device=images.device) - size_y // 2
+    left = distributed.randint(0, width + (1 - size_x % 2), count, 1, 1, device=images.device) - size_x // 2
     rows = torch.arange(height, device=images.device)[None, :, None]
     cols = torch.arange(width, device=images.device)[None, None, :]
     hole = ((rows >= top) & (rows < top + size_y) & (cols >= left) & (cols < left + size_x))[:, None]

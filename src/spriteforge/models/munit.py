@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
@@ -88,7 +89,7 @@ class MUNIT(SpriteModel):
         images = batch.transpose(0, 1)  # [D, B, C, H, W]
         shift = int(torch.randint(1, domains, ()))
         source = [(d - shift) % domains for d in range(domains)]  # view d is drawn from view source[d]
-        random_styles = torch.randn(domains, batch.shape[0], STYLE_SIZE, device=batch.device)
+        random_styles = distributed.shard(torch.randn(domains, distributed.global_count(batch.shape[0]), STYLE_SIZE, device=batch.device), dim=1)
 
         contents = [generator.content_encoders[d](images[d]) for d in range(domains)]
         styles = [generator.style_encoders[d](images[d]) for d in range(domains)]

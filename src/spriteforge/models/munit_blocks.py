@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.blocks import instance_norm
 
@@ -208,7 +209,7 @@ def lsgan_loss(maps: list[torch.Tensor], label: float, weights: torch.Tensor | N
         if weights is None:
             total = total + per_example.mean()
         else:
-            total = total + (per_example * weights).sum() / weights.sum().clamp_min(1)
+            total = total + (per_example * weights).sum() / distributed.count_per_rank(weights.sum()).clamp_min(1)
     return total
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.models.blocks import frozen
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.views import sample_kept_views
@@ -78,7 +79,7 @@ class ReMIC(MUNIT):
         CollaGAN's sampler hides a target and k − 1 others; a uniformly random target makes the hidden set
         a uniformly random k-subset, which is what ReMIC needs.
         """
-        anchor = torch.randint(self.domain_count, (count,), device=device)
+        anchor = distributed.randint(0, self.domain_count, count, device=device)
         return sample_kept_views(anchor, self.domain_count, self.config.input_dropout, progress)
 
     def train_step(self, batch, step, progress):
@@ -89,7 +90,7 @@ class ReMIC(MUNIT):
         weights = kept.t().to(batch.dtype)  # [D, B]
         images = batch.transpose(0, 1)
         visible = batch * kept[:, :, None, None, None]
-        random_styles = torch.randn(domains, count, STYLE_SIZE, device=batch.device)
+        random_styles = distributed.shard(torch.randn(domains, distributed.global_count(count), STYLE_SIZE, device=batch.device), dim=1)
 
         content = generator.content(visible)
         styles = [generator.style_encoders[d](visible[:, d]) for d in range(domains)]
@@ -100,7 +101,7 @@ class ReMIC(MUNIT):
 
         with frozen(self.discriminator):
             adversarial = [lsgan_loss(self.discriminator[d](randomised[d]), 1.0) for d in range(domains)]
-        consistency = [((decoded[d] - images[d]).abs().flatten(1).mean(1) * weights[d]).sum() / weights[d].sum().clamp_min(1)
+        consistency = [((decoded[d] - images[d]).abs().flatten(1).mean(1) * weights[d]).sum() / distributed.count_per_rank(weights[d].sum()).clamp_min(1)
                        for d in range(domains)]
         errors = torch.stack([(randomised[d] - images[d]).abs().flatten(1).mean(1) for d in range(domains)])  # [D, B]
         reconstruction = list(errors.mean(1))

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
@@ -112,8 +113,8 @@ class PairedStarGAN(SpriteModel):
             pair = torch.randint(self.domain_count, (2,))
             source, target = pair[0].repeat(batch_size), pair[1].repeat(batch_size)
         else:
-            source = torch.randint(self.domain_count, (batch_size,))
-            target = torch.randint(self.domain_count, (batch_size,))
+            source = distributed.randint(0, self.domain_count, batch_size)
+            target = distributed.randint(0, self.domain_count, batch_size)
         return source.to(device), target.to(device)
 
     def train_step(self, batch, step, progress):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
@@ -182,7 +183,7 @@ class Turnaround(SpriteModel):
     # -- training ---------------------------------------------------------------------------------
     def train_step(self, batch, step, progress):
         count, domains = batch.shape[:2]
-        flip = torch.rand(count, device=batch.device) < 0.5
+        flip = distributed.rand(count, device=batch.device) < 0.5
         batch = torch.where(flip[:, None, None, None, None], mirror_characters(batch), batch)
         kept = sample_given(count, domains).to(batch.device)
         inputs = batch * kept[:, :, None, None, None].to(batch.dtype)
@@ -197,7 +198,7 @@ class Turnaround(SpriteModel):
         selection = -(chosen[missing]).mean()
         needs_drawing = targets[:, :, DRAWN] & missing
         colour_error = (drawn - batch[:, :, :3]).abs().sum(2)
-        drawing = (colour_error * needs_drawing).sum() / needs_drawing.sum().clamp_min(1) / 3
+        drawing = (colour_error * needs_drawing).sum() / distributed.count_per_rank(needs_drawing.sum()).clamp_min(1) / 3
         loss = selection + self.config.lambda_l1 * drawing
         self.optimize("generator", loss)
         with torch.no_grad():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from spriteforge import distributed
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
 
@@ -98,9 +99,9 @@ def sample_kept_views(target: torch.Tensor, domains: int, strategy: str, progres
     """
     probabilities = torch.tensor(dropout_probabilities(strategy, progress)[: domains - 1], dtype=torch.float64)
     count = len(target)
-    dropped_count = torch.multinomial(probabilities / probabilities.sum(), count, replacement=True) + 1  # k
+    dropped_count = distributed.shard(torch.multinomial(probabilities / probabilities.sum(), distributed.global_count(count), replacement=True)) + 1  # k
     rows = torch.arange(count)
-    scores = torch.rand(count, domains)
+    scores = distributed.rand(count, domains)
     scores[rows, target.cpu()] = 2.0  # the target sorts last among the candidates
     rank = scores.argsort(1).argsort(1)
     dropped = rank < (dropped_count - 1)[:, None]

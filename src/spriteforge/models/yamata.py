@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
@@ -166,10 +167,10 @@ class Yamata(SpriteModel):
         count, domains = batch.shape[:2]
         # sample_kept_views drops an anchor view and k − 1 others; with a uniform anchor every set of k
         # missing views is equally likely, and P(k) follows the strategy (1–3 missing, never 0).
-        anchor = torch.randint(domains, (count,), device=batch.device)
+        anchor = distributed.randint(0, domains, count, device=batch.device)
         kept = sample_kept_views(anchor, domains, config.input_dropout, progress)
         mask = kept[:, :, None, None, None].to(batch.dtype)
-        noise = torch.randn(count, config.latent, device=batch.device)
+        noise = distributed.randn(count, config.latent, device=batch.device)
         drawn = self.generator(batch * mask, kept, noise)
         composite = mask * batch + (1 - mask) * drawn  # given views real, missing views drawn
 
@@ -184,8 +185,8 @@ class Yamata(SpriteModel):
         with frozen(self.discriminator):
             g_adversarial = losses.bce_generator_term(self.discriminator(*tuple_input(composite, kept)))
         per_view = (drawn - batch).abs().flatten(2).mean(2)  # [B, D]
-        g_l1 = (per_view * ~kept).sum() / (~kept).sum()
-        g_l1_given = (per_view * kept).sum() / kept.sum()
+        g_l1 = (per_view * ~kept).sum() / distributed.count_per_rank((~kept).sum())
+        g_l1_given = (per_view * kept).sum() / distributed.count_per_rank(kept.sum())
         g_loss = config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1 + config.lambda_l1_given * g_l1_given
         self.optimize("generator", g_loss)
         return {

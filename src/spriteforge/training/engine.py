@@ -25,7 +25,7 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from spriteforge import __version__, imageio
+from spriteforge import __version__, distributed, imageio
 from spriteforge.data.augment import Augmentation
 from spriteforge.data.batches import batch_indices, normalise, step_seed, to_model_input
 from spriteforge.data.folders import CharacterSet
@@ -84,8 +84,9 @@ class StopRequest:
 
 
 def pick_device(config: Config) -> torch.device:
-    """--device (auto: a CUDA GPU, else MPS, else the CPU), its --memory-fraction, and a --precision it can run."""
-    device = resolve_device(config.get("device", "auto"))
+    """--device (auto: a CUDA GPU, else MPS, else the CPU), its --memory-fraction, and a --precision it can run.
+    Under torchrun each process on a machine takes its own GPU (LOCAL_RANK)."""
+    device = distributed.local_device(resolve_device(config.get("device", "auto")))
     limit_memory(device, config.get("memory_fraction", 1.0))
     check_precision(device, config.get("precision", "32"))
     return device
@@ -155,6 +156,9 @@ class Trainer:
         the caller has read it already (the CLI reads it for the run's options), so it is read once."""
         self.config = config
         self.device = pick_device(config)
+        distributed.start(self.device)
+        distributed.check_batch(config.batch)
+        self.is_main = distributed.is_main()
         torch.use_deterministic_algorithms(True, warn_only=True)
         sources, test_sources = dataset_sources(config)
         model_type = model_class(config.model)
@@ -180,6 +184,7 @@ class Trainer:
         self.channels = config.output_channels
         torch.manual_seed(config.seed)  # the initial weights are part of the run's determinism
         self.model = build_model(config, len(self.data.domains), self.channels, image_size, self.device)
+        distributed.synchronise_layers(self.model, self.device)  # statistics of the global batch under torchrun
         if config.callback_evaluate_l1 and not self.model.evaluates_l1:
             raise SpriteForgeError(f"--callback-evaluate-l1 measures imputed views; {config.model} draws new characters (use --callback-evaluate-fid)")
         self.augmentation = Augmentation(
@@ -197,21 +202,36 @@ class Trainer:
         if resume is not None:
             self.folder = RunFolder(resume)
             self.run_dir = self.folder.path
-            self._lock_run_dir(self.run_dir)
-            imageio.remove_orphans(self.folder.checkpoints)
+            if self.is_main:
+                self._lock_run_dir(self.run_dir)
+                imageio.remove_orphans(self.folder.checkpoints)
             if checkpoint is not None or self.folder.has_checkpoint():
                 self._restore(checkpoint or self.folder.read_latest(warn=lambda line: print(line, file=sys.stderr)))
             else:  # killed before its first checkpoint: start again from step 0 in the same folder
                 self._write_run_files(command_line or command_line_string())
         else:
-            self.folder = self._new_run_folder()
+            self.folder = self._shared_new_run_folder()
             self.run_dir = self.folder.path
             self._write_run_files(command_line)
+        distributed.broadcast_state(self.model)  # every rank starts from rank 0's weights (equal anyway: same seed)
         self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
         self.writer = None
         self.fid_extractor = None
 
     # -- run folder -------------------------------------------------------------------------------
+    def _shared_new_run_folder(self) -> RunFolder:
+        """Rank 0 claims the run folder (`_new_run_folder`); the other ranks learn its path, or its refusal."""
+        outcome: tuple[str, str] = ("", "")
+        if self.is_main:
+            try:
+                outcome = ("folder", str(self._new_run_folder().path))
+            except SpriteForgeError as error:
+                outcome = ("error", str(error))
+        kind, text = distributed.broadcast_value(outcome)
+        if kind == "error":
+            raise SpriteForgeError(text)
+        return RunFolder(Path(text))
+
     def _new_run_folder(self) -> RunFolder:
         """Claim a run folder for this process alone: created atomically (`RunFolder.create`), then locked.
 
@@ -248,6 +268,8 @@ class Trainer:
             self.lock = None
 
     def _write_run_files(self, command_line: str, resumed: dict | None = None) -> None:
+        if not self.is_main:
+            return
         record = self.config.to_toml_dict()
         path = self.folder.configuration
         history = []
@@ -301,7 +323,11 @@ class Trainer:
             })
 
     def save_latest(self) -> Path:
-        """Write checkpoints/latest (keeping --keep-checkpoints - 1 earlier ones); never non-finite weights."""
+        """Write checkpoints/latest (keeping --keep-checkpoints - 1 earlier ones); never non-finite weights.
+        Under torchrun rank 0 alone writes (the weights are the same on every rank)."""
+        if not self.is_main:
+            self.saved_step = self.state.step
+            return self.folder.latest
         extra = {
             "best_validation": self.state.best_validation, "best_step": self.state.best_step,
             "evaluations_without_improvement": self.state.evaluations_without_improvement,
@@ -316,6 +342,23 @@ class Trainer:
             raise self.diverged(self.state.step, str(error)) from None
         self.saved_step = self.state.step
         return path
+
+    def out_of_memory(self, step: int) -> SpriteForgeError:
+        """One line for a step that ran out of memory: what the step held and what to lower. Nothing was
+        saved over the last checkpoint."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        config = self.config
+        capacity = "capacity" in config
+        held = ", ".join([f"--batch {config.batch}"] + ([f"--capacity {config.capacity}"] if capacity else [])
+                         + [f"--precision {self.precision}", f"--image-size {config.image_size}"])
+        kept = (f"checkpoints/latest.safetensors still holds step {self.saved_step}" if self.saved_step
+                else "no checkpoint was written yet")
+        fixes = f"start a run with a lower --batch{' or --capacity' if capacity else ''}"
+        if self.precision == "32":
+            fixes += (f", or continue with spriteforge train --resume {self.run_dir} --precision bf16" if self.saved_step
+                      else ", or add --precision bf16")
+        return SpriteForgeError(f"out of memory at step {step} on {self.device} ({held}); {kept}; {fixes}")
 
     def diverged(self, step: int, cause: str) -> SpriteForgeError:
         """The error of a run whose loss or weights went non-finite: nothing was saved over the last good checkpoint."""
@@ -333,7 +376,7 @@ class Trainer:
             images = self.train_images[batch_indices(step, self.config.batch, len(self.train_images), self.config.seed)]
         images = images.float().movedim(-1, -3)  # [B, D, 4, H, W], 0..255
         generator = torch.Generator().manual_seed(step_seed(self.config.seed, step) ^ 0x5EED)
-        images = self.augmentation(images, generator)
+        images = distributed.shard(self.augmentation(images, generator))  # under torchrun: this rank's rows
         return normalise(images, self.channels).to(self.device)
 
     def apply_learning_rates(self, step: int) -> float:
@@ -347,7 +390,7 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> RunState:
         """Train until the configured steps (or `stop_at`), saving checkpoints. Ctrl-C or SIGTERM: the
         step in progress finishes, is saved, and `Interrupted` is raised (see StopRequest)."""
-        if self.lock is None:
+        if self.lock is None and self.is_main:
             self._lock_run_dir(self.run_dir)
         try:
             return self._run(stop_at)
@@ -358,14 +401,14 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard (a second or more): only when training
 
         config = self.config
-        self.writer = SummaryWriter(str(self.run_dir))
+        self.writer = SummaryWriter(str(self.run_dir)) if self.is_main else None
         end = min(self.total_steps, stop_at) if stop_at else self.total_steps
         checkpoint_every = config.checkpoint_steps or config.evaluate_steps
         log_every = max(1, config.evaluate_steps // 10)
         self.model.train()
         profiler = self._profiler()
         bar = tqdm(total=end, initial=self.state.step, desc=config.model, unit="step", dynamic_ncols=True,
-                   disable=None, file=sys.stderr)
+                   disable=None if self.is_main else True, file=sys.stderr)
         started = time.perf_counter()
         early_stopped = False
         first_step = self.state.step
@@ -376,18 +419,25 @@ class Trainer:
                     step = self.state.step
                     torch.manual_seed(step_seed(config.seed, step))
                     learning_rate = self.apply_learning_rates(step)
-                    with autocast(self.device, self.precision):
-                        losses = self.model.train_step(self.batch(step), step, step / self.total_steps)
+                    try:
+                        with autocast(self.device, self.precision):
+                            losses = self.model.train_step(self.batch(step), step, step / self.total_steps)
+                    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+                        if isinstance(error, RuntimeError) and not isinstance(error, torch.OutOfMemoryError) \
+                                and "out of memory" not in str(error) and "can't allocate memory" not in str(error):
+                            raise
+                        raise self.out_of_memory(step + 1) from None
+                    losses, stopping = distributed.average_values(losses, stop_request.requested)
                     self.state.step = done = step + 1
                     if profiler is not None and done <= config.profile:
                         profiler.step()
                     bar.update(1)
-                    if bar.disable and (done % log_every == 0 or done == end):
+                    if bar.disable and self.is_main and (done % log_every == 0 or done == end):
                         rate = (time.perf_counter() - started) / max(1, done - first_step)
                         print(f"step {done}/{end} {rate:.2f} s/step, ETA {(end - done) * rate / 60:.1f} min "
                               + " ".join(f"{k}={v:.4g}" for k, v in losses.items() if k.endswith(("total", "l1"))),
                               file=sys.stderr, flush=True)
-                    if done % log_every == 0 or done == 1:
+                    if self.writer is not None and (done % log_every == 0 or done == 1):
                         for key, value in losses.items():
                             self.writer.add_scalar(key, value, done)
                         self.writer.add_scalar("learning-rate", learning_rate, done)
@@ -395,27 +445,30 @@ class Trainer:
                     if not all(math.isfinite(v) for v in losses.values()):
                         raise self.diverged(done, "a loss is not finite")
                     if done == 1 or done % config.evaluate_steps == 0 or done == self.total_steps:
-                        stop = self.evaluate(done, losses)
+                        stop = distributed.broadcast_value(self.evaluate(done, losses) if self.is_main else False)
                         if stop:
                             bar.write(f"early stop at step {done}: no validation improvement in {config.patience} evaluations")
                             self.save_latest()
                             early_stopped = True
                             break
-                    if done % checkpoint_every == 0 or done == end or stop_request.requested:
+                    if done % checkpoint_every == 0 or done == end or stopping:
                         self.save_latest()
-                    if stop_request.requested:
+                    if stopping:
                         raise Interrupted(done, saved=True)
         except KeyboardInterrupt as interruption:
             bar.close()
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
             if isinstance(interruption, Interrupted):
                 raise
             raise Interrupted(self.saved_step, saved=False) from None
         bar.close()
         elapsed = time.perf_counter() - started
-        if self.state.step >= self.total_steps or early_stopped:
+        if self.is_main and (self.state.step >= self.total_steps or early_stopped):
             self.finish(elapsed)
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+        distributed.barrier()  # the other ranks wait for rank 0's test images and exports
         return self.state
 
     def _profiler(self):
