@@ -166,3 +166,31 @@ def test_the_training_data_lives_on_the_device(tmp_path):
     assert trainer.train_images.device == trainer.device == CPU and trainer.train_images.dtype == torch.uint8
     state = trainer.run()
     assert state.step == 4
+
+
+@pytest.mark.parametrize("failure", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                     RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")])
+def test_out_of_memory_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, failure):
+    trainer = _trainer(tmp_path, "oom", checkpoint_steps=2)
+    step = trainer.model.train_step
+
+    def fails_at_step_three(batch, number, progress):
+        if number == 2:
+            raise failure
+        return step(batch, number, progress)
+
+    monkeypatch.setattr(trainer.model, "train_step", fails_at_step_three)
+    with pytest.raises(SpriteForgeError) as raised:
+        trainer.run()
+    message = str(raised.value)
+    assert message.startswith("out of memory at step 3 on cpu (--batch 2, --precision 32, --image-size 32)")
+    assert "checkpoints/latest.safetensors still holds step 2" in message and "lower --batch" in message
+    assert f"--resume {trainer.run_dir} --precision bf16" in message
+    assert trainer.folder.read_latest()[2]["step"] == 2
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, "bug")
+    monkeypatch.setattr(trainer.model, "train_step", lambda *args: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        trainer.run()
