@@ -34,7 +34,7 @@ from spriteforge.data.pictures import load_pairs, load_unpaired
 from spriteforge.devices import autocast, check_precision, fits_on_device, limit_memory, resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation.inception import InceptionFeatures
-from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
+from spriteforge.evaluation.training_fid import evaluate_fid, evaluate_sample_fid
 from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
