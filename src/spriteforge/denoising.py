@@ -36,18 +36,7 @@ def load_autoencoder(location, device):
 
 def input_files(inputs: list[str | Path]) -> list[Path]:
     """The PNGs to clean: files as given, folders expanded to their *.png files (sorted, not recursive)."""
-    files = []
-    for location in map(Path, inputs):
-        if location.is_dir():
-            found = sorted(path for path in location.iterdir() if path.suffix.lower() == ".png" and path.is_file())
-            if not found:
-                raise SpriteForgeError(f"{location}: no .png files in this folder")
-            files += found
-        elif not location.exists():
-            raise SpriteForgeError(f"{location}: file not found")
-        else:
-            files.append(location)
-    return files
+    return imageio.input_files(inputs, (".png",), "PNG file")
 
 
 def output_paths(files: list[Path], out: Path) -> list[Path]:
@@ -57,12 +46,7 @@ def output_paths(files: list[Path], out: Path) -> list[Path]:
             raise SpriteForgeError(f"--out {out}: {len(files)} inputs need a folder, not a file name")
         paths = [out]
     else:
-        paths = [out / f"{path.stem}.png" for path in files]
-        seen: dict[Path, Path] = {}
-        for source, target in zip(files, paths):
-            if target in seen:
-                raise SpriteForgeError(f"{seen[target]} and {source} would both be written to {target}; clean them into separate --out folders")
-            seen[target] = source
+        paths = imageio.png_paths_in(out, files, "clean them into separate --out folders")
     for source, target in zip(files, paths):
         if target.resolve() == source.resolve():
             raise SpriteForgeError(f"--out {out}: would overwrite the input {source}; write to another folder")
