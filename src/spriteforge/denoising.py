@@ -16,10 +16,10 @@ import torch
 from spriteforge import imageio
 from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
-from spriteforge.drawing import binarise_alpha, read_forced_palette, snap_to_palette
+from spriteforge.drawing import read_forced_palette, snap_to_palette
 from spriteforge.inference import find_checkpoint, load_for_inference
 from spriteforge.models.autoencoder import AutoEncoder
-from spriteforge.pixelart import quantize
+from spriteforge.pixelart import binarize_alpha, quantize
 from spriteforge.sampling import sample_files
 from spriteforge.training import checkpoint as ckpt
 
@@ -82,9 +82,9 @@ def finish_sprite(output: np.ndarray, source: np.ndarray, palette: np.ndarray | 
     if palette is not None:
         return snap_to_palette(output, palette)
     if colours is not None:
-        return quantize(binarise_alpha(output), colours)[0]
+        return quantize(binarize_alpha(output), colours)[0]
     binary = np.isin(source[..., 3], (0, 255)).all()
-    return binarise_alpha(output) if binary else output
+    return binarize_alpha(output) if binary else output
 
 
 def denoise_files(model_path, inputs: list[str | Path], out: str | Path, scale: int = 1, palette_from: str | Path | None = None,
