@@ -12,8 +12,9 @@ import torch
 from conftest import write_split_folder
 from spriteforge.cli import main
 from spriteforge.errors import SpriteForgeError
-from spriteforge.evaluation import inception, protocol
-from spriteforge.evaluation.protocol import cases, run_protocol
+from spriteforge.evaluation import inception, protocol, reports, training_fid
+from spriteforge.evaluation.case_list import cases
+from spriteforge.evaluation.protocol import run_protocol
 from spriteforge.models import baselines
 from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
 
@@ -116,10 +117,10 @@ def test_protocol_with_a_perfect_imputer_and_the_baselines(tmp_path):
     assert copy["by_missing"]["3"]["l1"] == pytest.approx(np.mean(l1s))
     chunked = run_protocol({"baseline:copy": CopyBaseline()}, images, selected=("l1", "ssim", "palette"), batch=2)
     assert chunked["systems"]["baseline:copy"]["cases"] == copy["cases"]
-    text = protocol.markdown(report, "title")
+    text = reports.markdown(report, "title")
     assert text.count("\n| back |") >= 7 * 2 and "### Means per number of missing views" in text
     assert "| oracle | all |" in text and "baseline:mirror L1" in text
-    json_path, md_path = protocol.write_report(report, tmp_path / "report", "a title")
+    json_path, md_path = reports.write_report(report, tmp_path / "report", "a title")
     assert json.loads(json_path.read_text())["systems"]["oracle"]["cases"][0]["l1"] == 0
     assert md_path.read_text().startswith("## ")
 
@@ -200,7 +201,7 @@ def test_protocol_fid_and_kid_reuse_features(extractor):
     rows = report["systems"]["baseline:copy"]["cases"]
     assert all(np.isfinite(r["fid"]) and r["fid"] > 0 and np.isfinite(r["kid"]) for r in rows)
     assert report["fid_convention"]["samples_per_set"] == 6 and "white" in report["fid_convention"]["background"]
-    text = protocol.markdown(report)
+    text = reports.markdown(report)
     assert "FID/KID: FID InceptionV3" in text and "| FID | KID×10³ | L1 |" in text
 
 
@@ -209,7 +210,7 @@ def test_training_time_fid_helper(extractor):
 
     views = to_model_input(torch.from_numpy(characters(count=5, size=16, seed=2)), 4)
     before = extractor.computed
-    result = protocol.evaluate_fid(CopyBaseline(), views, "cpu", extractor, seed=0, given=3)
+    result = training_fid.evaluate_fid(CopyBaseline(), views, "cpu", extractor, seed=0, given=3)
     assert set(result) == {"fid", "kid"} and np.isfinite(result["fid"])
     assert extractor.computed - before == 10  # 5 real targets and 5 copies of other views
 
@@ -263,7 +264,7 @@ def test_protocol_skips_cases_a_pair_model_cannot_draw():
     assert copy["cases_drawn"] == 28
     same_cases = [row["l1"] for row in copy["cases"] if row["target"] == "right" and "front" in row["given"]]
     assert copy["by_missing"]["all"]["l1"] == pytest.approx(np.mean(same_cases))  # baselines averaged on the pair's cases
-    assert "pair draws 4 of the 28 cases" in protocol.markdown(report)
+    assert "pair draws 4 of the 28 cases" in reports.markdown(report)
     with pytest.raises(SpriteForgeError, match="draws none of the 28 cases"):
         run_protocol({"never": type("Never", (Oracle,), {"can_impute": lambda self, a, t: torch.zeros(len(t), dtype=torch.bool)})(views)},
                      images, selected=("l1",))

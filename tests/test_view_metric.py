@@ -14,8 +14,9 @@ from conftest import ARCHIVES
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
-from spriteforge.evaluation import protocol, views
-from spriteforge.evaluation.protocol import Case, case_metrics, generate, run_protocol
+from spriteforge.evaluation import reports, views
+from spriteforge.evaluation.case_list import Case
+from spriteforge.evaluation.protocol import case_metrics, generate, run_protocol
 from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
 from spriteforge.data.batches import to_model_input
 
@@ -101,7 +102,7 @@ def test_view_metric_in_the_protocol(real, tmp_path):
     assert back_from_front["view"] <= 0.25 and 0 <= report["systems"]["baseline:copy"]["by_missing"]["all"]["view"] <= 1
     assert report["metrics"] == ["l1", "view", "palette"]
     assert min(report["view_classifier"]["accuracy_on_real_views"].values()) >= 0.75
-    text = protocol.markdown(report, "t")
+    text = reports.markdown(report, "t")
     assert " view |" in text
     assert "holes" in text and "opaque/true" in text
 
@@ -111,7 +112,7 @@ def test_view_metric_skipped_where_it_cannot_apply():
     small[:, :, 4:12, 4:12] = 255
     report = run_protocol({"baseline:copy": CopyBaseline()}, small, selected=("l1", "view"))
     assert "view" not in report["metrics"] and "64×64" in report["skipped_metrics"]["view"]
-    assert "view: not measured" in protocol.markdown(report)
+    assert "view: not measured" in reports.markdown(report)
     with pytest.raises(SpriteForgeError, match="64×64"):
         run_protocol({"baseline:copy": CopyBaseline()}, small, selected=("view",))
     with pytest.raises(SpriteForgeError, match=r"images \[N, 4, 64, 64\]"):

@@ -17,7 +17,7 @@ import tomli_w
 
 from spriteforge import VIEWS, __version__, distributed
 from spriteforge.errors import SpriteForgeError
-from spriteforge.options import BY_KEY, BY_NAME, OPTIONS, REPLACED, Config, coerce, read_toml, resolve
+from spriteforge.options import BY_KEY, BY_NAME, OPTIONS, REPLACED, Config, coerce, option_key, option_name, read_toml, resolve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -56,7 +56,7 @@ class TrainCommand(click.Command):
         from spriteforge.models import model_class
 
         cls = model_class(name)
-        defaults = {key.replace("-", "_"): value for key, value in cls.defaults.items()}
+        defaults = {option_key(key): value for key, value in cls.defaults.items()}
         rows = []
         for param in self.get_params(ctx):
             option = BY_KEY.get(param.name)
@@ -200,7 +200,7 @@ def _resumed_config(run_dir: Path, model: str | None, given: dict):
         raise SpriteForgeError(f"{run_dir}: holds a '{meta['model']}' run, not '{model}'")
     others = sorted(set(given) - RESUME_OVERRIDES)
     if others:
-        raise SpriteForgeError(f"--resume takes the run's own options; only {', '.join('--' + k.replace('_', '-') for k in sorted(RESUME_OVERRIDES))} may change (got {', '.join('--' + k.replace('_', '-') for k in others)})")
+        raise SpriteForgeError(f"--resume takes the run's own options; only {', '.join('--' + option_name(k) for k in sorted(RESUME_OVERRIDES))} may change (got {', '.join('--' + option_name(k) for k in others)})")
     for key in ("steps", "epochs"):
         if key in given:
             config["steps"], config["epochs"] = None, None

@@ -16,10 +16,10 @@ import torch
 from spriteforge import imageio
 from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
-from spriteforge.drawing import binarise_alpha, read_forced_palette, snap_to_palette
+from spriteforge.drawing import read_forced_palette, snap_to_palette
 from spriteforge.inference import find_checkpoint, load_for_inference
 from spriteforge.models.autoencoder import AutoEncoder
-from spriteforge.pixelart import quantize
+from spriteforge.pixelart import binarize_alpha, quantize
 from spriteforge.sampling import sample_files
 from spriteforge.training import checkpoint as ckpt
 
@@ -36,18 +36,7 @@ def load_autoencoder(location, device):
 
 def input_files(inputs: list[str | Path]) -> list[Path]:
     """The PNGs to clean: files as given, folders expanded to their *.png files (sorted, not recursive)."""
-    files = []
-    for location in map(Path, inputs):
-        if location.is_dir():
-            found = sorted(path for path in location.iterdir() if path.suffix.lower() == ".png" and path.is_file())
-            if not found:
-                raise SpriteForgeError(f"{location}: no .png files in this folder")
-            files += found
-        elif not location.exists():
-            raise SpriteForgeError(f"{location}: file not found")
-        else:
-            files.append(location)
-    return files
+    return imageio.input_files(inputs, (".png",), "PNG file")
 
 
 def output_paths(files: list[Path], out: Path) -> list[Path]:
@@ -57,12 +46,7 @@ def output_paths(files: list[Path], out: Path) -> list[Path]:
             raise SpriteForgeError(f"--out {out}: {len(files)} inputs need a folder, not a file name")
         paths = [out]
     else:
-        paths = [out / f"{path.stem}.png" for path in files]
-        seen: dict[Path, Path] = {}
-        for source, target in zip(files, paths):
-            if target in seen:
-                raise SpriteForgeError(f"{seen[target]} and {source} would both be written to {target}; clean them into separate --out folders")
-            seen[target] = source
+        paths = imageio.png_paths_in(out, files, "clean them into separate --out folders")
     for source, target in zip(files, paths):
         if target.resolve() == source.resolve():
             raise SpriteForgeError(f"--out {out}: would overwrite the input {source}; write to another folder")
@@ -98,9 +82,9 @@ def finish_sprite(output: np.ndarray, source: np.ndarray, palette: np.ndarray | 
     if palette is not None:
         return snap_to_palette(output, palette)
     if colours is not None:
-        return quantize(binarise_alpha(output), colours)[0]
+        return quantize(binarize_alpha(output), colours)[0]
     binary = np.isin(source[..., 3], (0, 255)).all()
-    return binarise_alpha(output) if binary else output
+    return binarize_alpha(output) if binary else output
 
 
 def denoise_files(model_path, inputs: list[str | Path], out: str | Path, scale: int = 1, palette_from: str | Path | None = None,

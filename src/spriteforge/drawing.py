@@ -13,15 +13,7 @@ from spriteforge import imageio
 from spriteforge.data.batches import to_model_input
 from spriteforge.errors import SpriteForgeError
 from spriteforge.palettes import read_palette
-
-
-def binarise_alpha(rgba: np.ndarray) -> np.ndarray:
-    """Pixel art has no partial transparency: alpha ≥ 128 → opaque, else fully transparent (0,0,0,0)."""
-    result = rgba.copy()
-    opaque = result[..., 3] >= 128
-    result[..., 3] = np.where(opaque, 255, 0)
-    result[~opaque] = 0
-    return result
+from spriteforge.pixelart import binarize_alpha
 
 
 MAX_PALETTE = 256
@@ -37,7 +29,7 @@ def read_forced_palette(path) -> np.ndarray:
 
 def snap_to_palette(rgba: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Binarise alpha, then move every opaque pixel to its nearest palette colour (squared RGB distance)."""
-    result = binarise_alpha(rgba)
+    result = binarize_alpha(rgba)
     opaque = result[..., 3] == 255
     if opaque.any():
         colours, inverse = np.unique(result[opaque][:, :3], axis=0, return_inverse=True)
@@ -113,7 +105,7 @@ def draw_characters(model, config, views: np.ndarray, available: np.ndarray, dev
                 if available[start + row, index]:
                     image = result[start + row, index]
                 elif drawable[row, index]:
-                    image = binarise_alpha(drawn[row, index]) if binary_alpha else drawn[row, index]
+                    image = binarize_alpha(drawn[row, index]) if binary_alpha else drawn[row, index]
                 else:  # a view this (pairwise) model does not draw: left transparent
                     image = np.zeros_like(result[start + row, index])
                 result[start + row, index] = snap_to_palette(image, palette) if palette is not None else image

@@ -1,9 +1,9 @@
 """`spriteforge evaluate` (and `api.evaluate`): load a model and its data, run the protocol of
-`evaluation/protocol.py` (imputers) or measure its samples (samplers), write evaluation.json and .md."""
+`evaluation/protocol.py` (imputers) or measure its samples (`evaluation/samplers.py`), write evaluation.json
+and .md (`evaluation/reports.py`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,10 @@ from spriteforge.devices import resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation.inception import InceptionFeatures
-from spriteforge.evaluation.protocol import (FEATURE_METRICS, METRICS, SAMPLER_METRICS, _finite, draw_samples,
-                                             markdown, run_protocol, sample_metrics, sampler_markdown, view_conditional, write_report)
-from spriteforge.imageio import atomic_write, to_tensor
+from spriteforge.evaluation.protocol import FEATURE_METRICS, METRICS, run_protocol
+from spriteforge.evaluation.reports import markdown, sampler_markdown, write_report
+from spriteforge.evaluation.samplers import SAMPLER_METRICS, draw_samples, sample_metrics, view_conditional
+from spriteforge.imageio import to_tensor
 from spriteforge.inference import BUNDLED, load_for_inference
 from spriteforge.models.baselines import BASELINES, baseline
 from spriteforge.models.kinds import Imputer
@@ -83,8 +84,8 @@ def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir
     report = {"model": model, "dataset": dataset_name, "split": split, **report}
     folder = Path(out) if out else default_out / f"{dataset_name.replace('/', '_')}-{split}"
     title = f"{model} on {dataset_name} ({split}, {report['characters']} characters)"
-    paths = write_report(report, folder, title)
-    return report, paths, markdown(report, title)
+    text = markdown(report, title)
+    return report, write_report(report, folder, text=text), text
 
 
 def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, data_dir=None, split="test", selected=METRICS,
@@ -150,11 +151,5 @@ def evaluate_sampler_location(model_path: str, model, config, *, datasets=None, 
         report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(real))}
     title = f"{config.model} samples vs {dataset_name} ({split}, {len(real)} images)"
     folder = Path(out) if out else RunFolder.containing(model_path).evaluation / f"{dataset_name.replace('/', '_')}-{split}"
-    folder.mkdir(parents=True, exist_ok=True)
     text = sampler_markdown(report, title)
-    paths = folder / "evaluation.json", folder / "evaluation.md"
-    with atomic_write(paths[0]) as temporary:
-        temporary.write_text(json.dumps(_finite(report), indent=2) + "\n")
-    with atomic_write(paths[1]) as temporary:
-        temporary.write_text(text)
-    return report, paths, text
+    return report, write_report(report, folder, text=text), text

@@ -59,7 +59,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation.protocol import parse_metrics
 from spriteforge.imageio import atomic_write
 from spriteforge.models import model_class
-from spriteforge.options import BY_KEY, BY_NAME, load_toml_file, resolve, tomllib
+from spriteforge.options import BY_KEY, BY_NAME, load_toml_file, option_key, option_name, resolve
 from spriteforge.training.run_folder import RunFolder
 
 TOP_LEVEL = {"model", "output", "sort", "evaluate", "defaults", "grid", "datasets"}
@@ -145,7 +145,7 @@ def _check_key(key: str, where: str) -> None:
         return
     if key == "model":
         raise SpriteForgeError(f"{where}: put model = \"…\" at the top of the grid file (one model per grid)")
-    if key.replace("_", "-") not in BY_NAME:
+    if option_name(key) not in BY_NAME:
         raise SpriteForgeError(f"{where}: unknown option '{key}' (see spriteforge train --help)")
 
 
@@ -157,7 +157,7 @@ def _merge(base: dict, extra: dict) -> dict:
     """Scalars replace; lists are concatenated (repeats dropped)."""
     merged = dict(base)
     for key, value in extra.items():
-        key = key.replace("_", "-")
+        key = option_name(key)
         if isinstance(value, list) and isinstance(merged.get(key), list):
             merged[key] = list(dict.fromkeys([*merged[key], *value]))
         else:
@@ -170,7 +170,7 @@ def _flags(value: Any) -> list[str]:
 
 
 def expand(path: Path, model: str, defaults: dict, grid: dict, datasets: dict, output: Path, python: str) -> list[Run]:
-    axes = [(key.replace("_", "-"), values) for key, values in grid.items()]
+    axes = [(option_name(key), values) for key, values in grid.items()]
     dataset_keys = list(datasets) or [None]
     runs: list[Run] = []
     folders: dict[Path, str] = {}
@@ -328,9 +328,9 @@ def validate(grid: Grid) -> None:
         for key, value in run.params.items():
             if key in ("adhoc", "model"):
                 continue
-            given[key.replace("-", "_")] = value
+            given[option_key(key)] = value
         for flag in run.params.get("adhoc", []):
-            given[flag.replace("-", "_")] = True
+            given[option_key(flag)] = True
         given = {k: (v if BY_KEY[k].kind is not list or isinstance(v, list) else [v]) for k, v in given.items()}
         try:
             resolve(grid.model, cls.uses, cls.defaults, given, cls.refuses)

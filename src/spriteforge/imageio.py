@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,36 +26,49 @@ def load_rgba(path: str | os.PathLike, expected_size: int | tuple[int, int] | No
     Fully transparent pixels become (0, 0, 0, 0), as in the original pipeline.
     """
     path = Path(path)
-    require_regular_file(path, "a PNG image")
+    with open_image(path, "a PNG image", "not a readable PNG image ({error}); re-export or remove the file") as image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            expected_height, expected_width = _pair(expected_size or 64)
+            raise SpriteForgeError(
+                f"{path}: image is {width}x{height}, far larger than a sprite; "
+                f"crop or downscale it (nearest-neighbour) to {expected_width}x{expected_height}"
+            )
+        if isinstance(expected_size, int) and (width, height) != (expected_size, expected_size):
+            raise SpriteForgeError(
+                f"{path}: image is {width}x{height} but {expected_size}x{expected_size} is expected; "
+                f"pass --image-size {width} if all images have that size, or resize the file "
+                f"with nearest-neighbour"
+            )
+        if isinstance(expected_size, tuple) and (height, width) != expected_size:
+            raise SpriteForgeError(
+                f"{path}: image is {width}x{height} but {expected_size[1]}x{expected_size[0]} is expected; "
+                f"{size_flags(width, height)}, or resize the file with nearest-neighbour"
+            )
+        array = _to_rgba_array(image)
+    array[array[..., 3] == 0] = 0
+    return array
+
+
+@contextmanager
+def open_image(path: Path, given: str, unreadable: str, too_large: str | None = None) -> Iterator[Image.Image]:
+    """`Image.open(path)` for reading, every failure (inside the `with` too) one SpriteForgeError line:
+    a missing file, a folder, pipe or device (refused before opening: give `given`), a file PIL cannot
+    read (`unreadable`, formatted with {error}) and a decompression bomb (`too_large` when given)."""
+    require_regular_file(path, given)
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                expected_height, expected_width = _pair(expected_size or 64)
-                raise SpriteForgeError(
-                    f"{path}: image is {width}x{height}, far larger than a sprite; "
-                    f"crop or downscale it (nearest-neighbour) to {expected_width}x{expected_height}"
-                )
-            if isinstance(expected_size, int) and (width, height) != (expected_size, expected_size):
-                raise SpriteForgeError(
-                    f"{path}: image is {width}x{height} but {expected_size}x{expected_size} is expected; "
-                    f"pass --image-size {width} if all images have that size, or resize the file "
-                    f"with nearest-neighbour"
-                )
-            if isinstance(expected_size, tuple) and (height, width) != expected_size:
-                raise SpriteForgeError(
-                    f"{path}: image is {width}x{height} but {expected_size[1]}x{expected_size[0]} is expected; "
-                    f"{size_flags(width, height)}, or resize the file with nearest-neighbour"
-                )
-            array = _to_rgba_array(image)
+            yield image
     except SpriteForgeError:
         raise
     except FileNotFoundError:
         raise SpriteForgeError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise SpriteForgeError(f"{path}: not a readable PNG image ({error}); re-export or remove the file") from None
-    array[array[..., 3] == 0] = 0
-    return array
+    except IsADirectoryError:
+        raise SpriteForgeError(f"{path}: is a folder; give {given}") from None
+    except Image.DecompressionBombError as error:
+        raise SpriteForgeError(f"{path}: {too_large or unreadable.format(error=error)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise SpriteForgeError(f"{path}: {unreadable.format(error=error)}") from None
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -62,14 +77,8 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) of an image from its header, without decoding the pixels."""
-    require_regular_file(path, "an image file")
-    try:
-        with Image.open(path) as image:
-            return image.size[1], image.size[0]
-    except FileNotFoundError:
-        raise SpriteForgeError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise SpriteForgeError(f"{path}: not a readable image ({error}); re-export or remove the file") from None
+    with open_image(Path(path), "an image file", "not a readable image ({error}); re-export or remove the file") as image:
+        return image.size[1], image.size[0]
 
 
 def size_flags(width: int, height: int) -> str:
@@ -104,27 +113,16 @@ def load_image(path: str | os.PathLike, max_side: int = MAX_SIDE) -> tuple[np.nd
     returns the image and that factor (1 when untouched). Fully transparent pixels become (0, 0, 0, 0).
     """
     path = Path(path)
-    require_regular_file(path, "an image file")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_DECODE_PIXELS:
-                raise SpriteForgeError(
-                    f"{path}: image is {width}x{height}, too large to decode safely (limit {MAX_DECODE_PIXELS // 1_000_000} "
-                    f"megapixels); downscale it first (nearest-neighbour) to at most {max_side}x{max_side}"
-                )
-            array = _to_rgba_array(image)
-    except SpriteForgeError:
-        raise
-    except FileNotFoundError:
-        raise SpriteForgeError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise SpriteForgeError(f"{path}: is a folder; give an image file") from None
-    except Image.DecompressionBombError:
-        raise SpriteForgeError(f"{path}: image is too large to decode safely (over {MAX_DECODE_PIXELS // 1_000_000} "
-                               f"megapixels); downscale it first (nearest-neighbour) to at most {max_side}x{max_side}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise SpriteForgeError(f"{path}: not a readable image ({error}); re-export it as PNG") from None
+    too_large = (f"image is too large to decode safely (over {MAX_DECODE_PIXELS // 1_000_000} megapixels); "
+                 f"downscale it first (nearest-neighbour) to at most {max_side}x{max_side}")
+    with open_image(path, "an image file", "not a readable image ({error}); re-export it as PNG", too_large) as image:
+        width, height = image.size
+        if width * height > MAX_DECODE_PIXELS:
+            raise SpriteForgeError(
+                f"{path}: image is {width}x{height}, too large to decode safely (limit {MAX_DECODE_PIXELS // 1_000_000} "
+                f"megapixels); downscale it first (nearest-neighbour) to at most {max_side}x{max_side}"
+            )
+        array = _to_rgba_array(image)
     factor = -(-max(array.shape[:2]) // max_side)
     if factor > 1:
         array = np.ascontiguousarray(array[factor // 2 :: factor, factor // 2 :: factor])
@@ -300,6 +298,37 @@ def require_regular_file(path: str | os.PathLike, what: str = "a file") -> None:
         raise SpriteForgeError(f"{path}: is a folder; give a {what}")
     if not stat.S_ISREG(mode):
         raise SpriteForgeError(f"{path}: not a regular file (a pipe, device or socket); give a {what}")
+
+
+def input_files(inputs: Iterable[str | os.PathLike], suffixes: tuple[str, ...], what: str, missing: str = "file not found") -> list[Path]:
+    """The files a command reads: files as given, and the files directly inside given folders whose suffix
+    is one of `suffixes` (sorted, not recursive, hidden ones skipped). `what` names one in messages
+    ("picture"); `missing` is said of a path that does not exist."""
+    files = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            inside = sorted(p for p in given.iterdir() if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+            if not inside:
+                raise SpriteForgeError(f"{given}: no {what}s in this folder ({', '.join(suffixes)})")
+            files.extend(inside)
+        elif given.exists():  # a file; a pipe, device or socket is refused before anything opens it
+            require_regular_file(given, f"{what} ({', '.join(suffixes)}) or a folder of them")
+            files.append(given)
+        else:
+            raise SpriteForgeError(f"{given}: {missing}")
+    return files
+
+
+def png_paths_in(folder: Path, files: list[Path], advice: str) -> list[Path]:
+    """`folder`/<name>.png for each file; two files that would be written to one path are refused (`advice`
+    says what to do instead)."""
+    paths = [folder / f"{file.stem}.png" for file in files]
+    seen: dict[Path, Path] = {}
+    for file, path in zip(files, paths):
+        if path in seen:
+            raise SpriteForgeError(f"{seen[path]} and {file} would both be written to {path}; {advice}")
+        seen[path] = file
+    return paths
 
 
 def _umask() -> int:

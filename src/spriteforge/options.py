@@ -39,7 +39,18 @@ class Option:
 
     @property
     def key(self) -> str:
-        return self.name.replace("-", "_")
+        return option_key(self.name)
+
+
+def option_key(name: str) -> str:
+    """A flag's name as TOML files, model defaults and grids write it ('lambda-gp') → its Config key
+    ('lambda_gp'); a key is returned as it is."""
+    return name.replace("-", "_")
+
+
+def option_name(key: str) -> str:
+    """A Config key ('lambda_gp') → the flag's name ('lambda-gp'), as --help, TOML files and messages write it."""
+    return key.replace("_", "-")
 
 
 MAX_IMAGE_SIDE = 1024
@@ -177,7 +188,7 @@ class Config(dict):
             raise AttributeError(key) from None
 
     def to_toml_dict(self) -> dict:
-        return {key.replace("_", "-"): value for key, value in sorted(self.items()) if value is not None}
+        return {option_name(key): value for key, value in sorted(self.items()) if value is not None}
 
 
 LEGACY = {"checkpoint_steps": (0, None)}
@@ -232,7 +243,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     raw = load_toml_file(path, "config file")
     values = {}
     for name, value in raw.items():
-        key = name.replace("-", "_")
+        key = option_key(name)
         if key in RUN_RECORD_KEYS or not drop_replaced({key: value}, f"{path}: "):  # a run's record; --gpu 0 of older runs
             continue
         if key == "model":
@@ -307,7 +318,7 @@ def resolve(model: str, uses: frozenset[str], model_defaults: dict[str, Any], gi
         names = ", ".join(f"--{BY_KEY[key].name}" for key in unused)
         raise SpriteForgeError(f"{names} not used by {model}; remove {'it' if len(unused) == 1 else 'them'}")
     config = Config({o.key: o.default for o in OPTIONS if (o.common or o.name in uses) and o.name not in refuses})
-    config.update({key.replace("-", "_"): value for key, value in model_defaults.items()})
+    config.update({option_key(key): value for key, value in model_defaults.items()})
     config.update({key: coerce(BY_KEY[key], value) for key, value in given.items() if key in BY_KEY})
     config["model"] = model
     _check(config)

@@ -10,7 +10,7 @@ import numpy as np
 from spriteforge import api, imageio
 from spriteforge.drawing import read_forced_palette
 from spriteforge.errors import SpriteForgeError
-from spriteforge.evaluation.protocol import view_conditional
+from spriteforge.evaluation.samplers import view_conditional
 from spriteforge.evaluation.views import classify_views
 from spriteforge.inference import resolve_sampler
 

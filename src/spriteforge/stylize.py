@@ -47,19 +47,7 @@ def stylize_picture(model, rgba: np.ndarray, size: int, colours: int = 16, palet
 
 def input_files(inputs: list[str]) -> list[Path]:
     """Files as given, and the pictures directly inside given folders (other files there are skipped)."""
-    files = []
-    for given in map(Path, inputs):
-        if given.is_dir():
-            inside = sorted(p for p in given.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES and not p.name.startswith("."))
-            if not inside:
-                raise SpriteForgeError(f"{given}: no pictures in this folder ({', '.join(PICTURE_SUFFIXES)})")
-            files.extend(inside)
-        elif given.exists():  # a file; a pipe, device or socket is refused before anything opens it
-            imageio.require_regular_file(given, "picture (PNG, GIF, BMP, WebP) or a folder of them")
-            files.append(given)
-        else:
-            raise SpriteForgeError(f"{given}: no such picture or folder")
-    return files
+    return imageio.input_files(inputs, PICTURE_SUFFIXES, "picture", missing="no such picture or folder")
 
 
 def output_paths(inputs: list[str], files: list[Path], out: Path) -> list[Path]:
@@ -68,13 +56,7 @@ def output_paths(inputs: list[str], files: list[Path], out: Path) -> list[Path]:
         return [out]
     if out.exists() and not out.is_dir():
         raise SpriteForgeError(f"{out}: is a file, but several pictures need a folder for --out")
-    paths = [out / f"{file.stem}.png" for file in files]
-    seen: dict[Path, Path] = {}
-    for file, path in zip(files, paths):
-        if path in seen:
-            raise SpriteForgeError(f"{file} and {seen[path]} would both be written to {path}; rename one")
-        seen[path] = file
-    return paths
+    return imageio.png_paths_in(out, files, "rename one")
 
 
 def stylize_files(model_path, inputs: list[str], out: str | Path, size: int | None = None, colours: int = 16,

@@ -52,6 +52,7 @@ from spriteforge.models.blocks import frozen
 from spriteforge.models.cdcgan import view_labels
 from spriteforge.models.views import as_images
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss, orthogonal_regularization
+from spriteforge.options import option_name
 
 SPECTRAL_EPS = 1e-4
 MAX_SIDE = 4096
@@ -308,7 +309,7 @@ class BigGAN(SpriteModel):
         """(height, width) = (base-height, base-width) × 2^upsample-layers."""
         for key in ("base_width", "base_height", "upsample_layers"):
             if config[key] < 1:
-                raise SpriteForgeError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
+                raise SpriteForgeError(f"--{option_name(key)} must be at least 1, got {config[key]}")
         height, width = config.base_height << config.upsample_layers, config.base_width << config.upsample_layers
         if max(height, width) > MAX_SIDE:
             raise SpriteForgeError(f"{cls.name} would draw {width}x{height} images (base x 2^{config.upsample_layers}); "

@@ -13,6 +13,7 @@ the others with the forward fake in the target slot. Fixed relative to the origi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,27 @@ from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_
 from spriteforge.models.views import check_four_views, guess_views, one_view_missing, sample_kept_views
 from spriteforge.options import BY_NAME
 from spriteforge.models.evaluation import missing_views_grid
+
+
+@dataclass
+class StepWork:
+    """One training step's forward work, which the generator's and then the discriminator's update share."""
+
+    batch: torch.Tensor  # [N, D, C, H, W], perturbed when --perturb-palette drew it
+    target: torch.Tensor  # [N] the view each example draws
+    kept: torch.Tensor  # [N, D] the views it is given
+    real_target: torch.Tensor
+    palette: tuple[torch.Tensor, torch.Tensor] | None
+    temperature: float
+    fake: torch.Tensor
+    selection: torch.Tensor | None  # --target-prior select's selection loss
+    judged: bool  # the discriminator is weighted (adversarial or domain term)
+    cycles: bool  # the cycle is weighted (those, or its L1 or SSIM)
+    l1_backward: torch.Tensor  # the cycle's L1 and SSIM to the views that were given (0 without the cycle)
+    ssim: torch.Tensor
+    cycled: torch.Tensor | None  # the cycle's re-drawn views, their targets and palettes (None without it)
+    cycle_target: torch.Tensor | None
+    cycle_palette: tuple[torch.Tensor, torch.Tensor] | None
 
 
 def conv_block(cin: int, cout: int) -> list[nn.Module]:
@@ -308,98 +330,131 @@ class CollaGAN(SpriteModel):
         return filled[source], cycle_kept, view, source
 
     def train_step(self, batch, step, progress):
+        """Draw the step's inputs, the forward fake and its cycle, then update G, then D on the same images."""
+        batch, target, kept = self.draw_inputs(batch, progress)
+        work = self.forward_and_cycle(batch, target, kept, progress)
+        result = self.generator_step(work)
+        if work.judged:
+            result.update(self.discriminator_step(work))
+        return result
+
+    def draw_inputs(self, batch, progress):
+        """The random part of a step, in this order: the palette perturbation, each example's target view,
+        the views it is given (input dropout). Returns (batch, target, kept)."""
         config = self.config
         count, domains = batch.shape[:2]
-        rows = torch.arange(count, device=batch.device)
         if config.perturb_palette > 0 and torch.rand(()) < config.perturb_palette:
             batch = perturb_hsv(batch)
         target = distributed.randint(0, domains, count, device=batch.device)
         kept = sample_kept_views(target, domains, config.input_dropout, progress)
-        real_target = batch[rows, target]
+        return batch, target, kept
 
+    def forward_and_cycle(self, batch, target, kept, progress) -> StepWork:
+        """The forward fake of each target and, while a term weighs it, its cycle (`cycle`)."""
+        config = self.config
+        rows = torch.arange(batch.shape[0], device=batch.device)
+        real_target = batch[rows, target]
         temperature = temperature_at(config, progress)
         palette = None
         if config.palette_quantization:  # the character's own colours, target included (as the original)
             palette = losses.palettes_of(batch, torch.ones_like(kept))
         selects = config.target_prior == "select"
         fake = self.generate(batch, kept, target, palette, temperature, truth=real_target if selects else None)
+        selection = None
         if selects:
-            fake, g_selection = fake
+            fake, selection = fake
         # Work whose every loss weight is 0 is skipped (same gradients, far fewer FLOPs): the
         # discriminator, when neither the adversarial nor the domain term is weighted, and then the
         # cycle too, when neither of its own terms is.
         judged = config.lambda_adversarial > 0 or config.lambda_domain > 0
         cycles = judged or config.lambda_l1_backward > 0 or config.lambda_ssim > 0
-        n = domains
-        zero = fake.new_zeros(())
-        g_adversarial = g_domain = g_l1_backward = g_ssim = zero
-        if cycles:
-            cycle_views, cycle_kept, cycle_target, source = self.cycle_inputs(batch, kept, target, fake)
-            cycle_palette = (palette[0][source], palette[1][source]) if palette is not None else None
-            cycled = self.generate(cycle_views, cycle_kept, cycle_target, cycle_palette, temperature)
-            real_cycled = batch[source, cycle_target]
-            cycled_was_given = kept[source, cycle_target]
-            given_count = distributed.count_per_rank(cycled_was_given.sum()).clamp_min(1)
-            cycled_l1 = (cycled - real_cycled).abs().flatten(1).mean(1)
-            g_l1_backward = (cycled_l1 * cycled_was_given).sum() / given_count
-            g_ssim = (losses.ssim_loss(cycled, real_cycled) * cycled_was_given).sum() / given_count
+        if not cycles:
+            zero = fake.new_zeros(())
+            return StepWork(batch, target, kept, real_target, palette, temperature, fake, selection, judged, cycles, zero, zero, None, None, None)
+        return StepWork(batch, target, kept, real_target, palette, temperature, fake, selection, judged, cycles,
+                        *self.cycle(batch, target, kept, fake, palette, temperature))
 
-        # Generator: fool D, be classified as the asked view, match the target, close the cycle.
-        if judged:
+    def cycle(self, batch, target, kept, fake, palette, temperature):
+        """Re-draw every view but the target with the forward fake in place (`cycle_inputs`). Returns the
+        cycle's L1 and SSIM to the views that were given, the re-drawn views, their targets and palettes."""
+        cycle_views, cycle_kept, cycle_target, source = self.cycle_inputs(batch, kept, target, fake)
+        cycle_palette = (palette[0][source], palette[1][source]) if palette is not None else None
+        cycled = self.generate(cycle_views, cycle_kept, cycle_target, cycle_palette, temperature)
+        real_cycled = batch[source, cycle_target]
+        cycled_was_given = kept[source, cycle_target]
+        given_count = distributed.count_per_rank(cycled_was_given.sum()).clamp_min(1)
+        cycled_l1 = (cycled - real_cycled).abs().flatten(1).mean(1)
+        l1_backward = (cycled_l1 * cycled_was_given).sum() / given_count
+        ssim = (losses.ssim_loss(cycled, real_cycled) * cycled_was_given).sum() / given_count
+        return l1_backward, ssim, cycled, cycle_target, cycle_palette
+
+    def generator_step(self, work: StepWork) -> dict[str, float]:
+        """Generator: fool D, be classified as the asked view, match the target, close the cycle."""
+        config, n = self.config, work.batch.shape[1]
+        g_adversarial = g_domain = work.fake.new_zeros(())
+        if work.judged:
             with frozen(self.discriminator):
-                fake_scores, fake_logits = self.discriminator(fake)
-                cycled_scores, cycled_logits = self.discriminator(cycled)
+                fake_scores, fake_logits = self.discriminator(work.fake)
+                cycled_scores, cycled_logits = self.discriminator(work.cycled)
             g_adversarial = (((fake_scores - 1) ** 2).mean() + (n - 1) * ((cycled_scores - 1) ** 2).mean()) / n
-            g_domain = (F.cross_entropy(fake_logits, target) + (n - 1) * F.cross_entropy(cycled_logits, cycle_target)) / n
-        g_l1 = (fake - real_target).abs().mean()
+            g_domain = (F.cross_entropy(fake_logits, work.target) + (n - 1) * F.cross_entropy(cycled_logits, work.cycle_target)) / n
+        g_l1 = (work.fake - work.real_target).abs().mean()
         g_loss = (
             config.lambda_adversarial * g_adversarial + config.lambda_l1 * g_l1
-            + config.lambda_l1_backward * g_l1_backward + config.lambda_ssim * g_ssim + config.lambda_domain * g_domain
+            + config.lambda_l1_backward * work.l1_backward + config.lambda_ssim * work.ssim + config.lambda_domain * g_domain
         )
-        if selects:
-            g_loss = g_loss + config.lambda_selection * g_selection
+        if work.selection is not None:
+            g_loss = g_loss + config.lambda_selection * work.selection
         result = {
             "generator/adversarial": g_adversarial.item(), "generator/domain": g_domain.item(), "generator/l1": g_l1.item(),
-            "generator/l1-backward": g_l1_backward.item(), "generator/ssim-backward": g_ssim.item(),
+            "generator/l1-backward": work.l1_backward.item(), "generator/ssim-backward": work.ssim.item(),
         }
-        if selects:
-            result["generator/selection"] = g_selection.item()
-        if palette is not None:
-            result["generator/temperature"] = temperature
+        if work.selection is not None:
+            result["generator/selection"] = work.selection.item()
+        g_loss = self.add_optional_generator_losses(work, g_loss, result)
+        self.optimize("generator", g_loss)
+        result["generator/total"] = g_loss.item()
+        return result
+
+    def add_optional_generator_losses(self, work: StepWork, g_loss, result: dict[str, float]):
+        """g_loss plus the palette coverage, histogram and kernel regularisation terms that are weighted
+        (each recorded in `result`), added in that order."""
+        config = self.config
+        if work.palette is not None:
+            result["generator/temperature"] = work.temperature
             if config.lambda_palette > 0:
-                coverage = losses.palette_coverage_loss(fake, *palette, temperature)
-                if cycles:
-                    coverage = coverage + losses.palette_coverage_loss(cycled, *cycle_palette, temperature)
+                coverage = losses.palette_coverage_loss(work.fake, *work.palette, work.temperature)
+                if work.cycles:
+                    coverage = coverage + losses.palette_coverage_loss(work.cycled, *work.cycle_palette, work.temperature)
                 g_loss = g_loss + config.lambda_palette * coverage
                 result["generator/palette"] = coverage.item()
         if config.lambda_histogram > 0:
-            histogram = losses.histogram_loss(fake, real_target)
+            histogram = losses.histogram_loss(work.fake, work.real_target)
             g_loss = g_loss + config.lambda_histogram * histogram
             result["generator/histogram"] = histogram.item()
         if config.lambda_regularization > 0:
             regularization = sum((kernel**2).sum() for kernel in self.generator.kernels())
             g_loss = g_loss + config.lambda_regularization * regularization
             result["generator/regularization"] = regularization.item()
-        self.optimize("generator", g_loss)
-        result["generator/total"] = g_loss.item()
+        return g_loss
 
-        if not judged:
-            return result
-        # Discriminator, on the same generated images: real target and views vs fake and cycled.
-        real_scores, _ = self.discriminator(real_target)
-        fake_scores, _ = self.discriminator(fake.detach())
+    def discriminator_step(self, work: StepWork) -> dict[str, float]:
+        """Discriminator, on the same generated images: real target and views vs fake and cycled."""
+        batch = work.batch
+        count, n = batch.shape[:2]
+        real_scores, _ = self.discriminator(work.real_target)
+        fake_scores, _ = self.discriminator(work.fake.detach())
         source_scores, source_logits = self.discriminator(batch.flatten(0, 1))
-        cycled_scores, _ = self.discriminator(cycled.detach())
+        cycled_scores, _ = self.discriminator(work.cycled.detach())
         d_adversarial = (
             ((real_scores - 1) ** 2).mean() + (fake_scores**2).mean()
             + n * (((source_scores - 1) ** 2).mean() + (cycled_scores**2).mean())
         ) / (n + 1)
-        d_domain = F.cross_entropy(source_logits, torch.arange(domains, device=batch.device).repeat(count))
-        d_loss = d_adversarial + config.lambda_domain * d_domain
+        d_domain = F.cross_entropy(source_logits, torch.arange(n, device=batch.device).repeat(count))
+        d_loss = d_adversarial + self.config.lambda_domain * d_domain
         self.optimize("discriminator", d_loss)
-        result.update({"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item(),
-                       "discriminator/total": d_loss.item()})
-        return result
+        return {"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item(),
+                "discriminator/total": d_loss.item()}
 
     @torch.no_grad()
     def debug_discriminator(self, batch):

@@ -34,7 +34,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.pix2pix import PatchDiscriminator
-from spriteforge.options import BY_NAME
+from spriteforge.options import BY_NAME, option_name
 
 SIZE_MULTIPLE = 4
 MIN_IMAGE_SIZE = 24
@@ -154,13 +154,13 @@ class CycleGAN(SpriteModel):
                 raise SpriteForgeError(f"--{flag} must be at least {low}, got {value}")
         for flag in ("lambda_reconstruction", "lambda_identity"):
             if config[flag] < 0:
-                raise SpriteForgeError(f"--{flag.replace('_', '-')} must not be negative, got {config[flag]}")
+                raise SpriteForgeError(f"--{option_name(flag)} must not be negative, got {config[flag]}")
         if config.validation_fraction != BY_NAME["validation-fraction"].default:
             raise SpriteForgeError("--validation-fraction not used by cyclegan (nothing is selected on validation); remove it")
         for flag, why in (("callback_evaluate_l1", "there is no true pixel-art version of a picture to compare with (pix2pix-pairs has one)"),
                           ("callback_evaluate_fid", "it is not computed for picture → pixel-art models yet")):
             if config.get(flag):
-                raise SpriteForgeError(f"--{flag.replace('_', '-')} does not apply to cyclegan: {why}; watch the previews")
+                raise SpriteForgeError(f"--{option_name(flag)} does not apply to cyclegan: {why}; watch the previews")
         width, blocks = config.feature_maps, config.generator_blocks
         self.generator_ab = ResnetGenerator(channels, width, blocks)
         self.generator_ba = ResnetGenerator(channels, width, blocks)

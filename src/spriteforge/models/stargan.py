@@ -185,7 +185,8 @@ class PairedStarGAN(SpriteModel):
 
     @torch.no_grad()
     def debug_discriminator(self, batch):
-        """Critic scores of real and generated targets; example i targets view i mod domains."""
+        """Critic scores of real and generated targets; example i targets view i mod domains (stargan-unpaired
+        too: its discriminator is never conditional, so `condition` is None there)."""
         rows = torch.arange(batch.shape[0], device=batch.device)
         target_domain = rows % self.domain_count
         everything = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)

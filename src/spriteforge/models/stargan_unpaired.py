@@ -49,14 +49,3 @@ class UnpairedStarGAN(PairedStarGAN):
             return losses
         losses.update(self.update_generator(source, source_domain, fake, target_domain, None))
         return losses
-
-    @torch.no_grad()
-    def debug_discriminator(self, batch):
-        """Critic scores of real and generated images; example i targets view i mod domains."""
-        rows = torch.arange(batch.shape[0], device=batch.device)
-        target_domain = rows % self.domain_count
-        everything = torch.ones(batch.shape[:2], dtype=torch.bool, device=batch.device)
-        source_domain = self.choose_sources(everything.index_put((rows, target_domain), torch.tensor(False)), target_domain)
-        real = batch[rows, target_domain]
-        fake = self.generator(batch[rows, source_domain], target_domain, source_domain)
-        return [real, fake, self.discriminator(real)[0], self.discriminator(fake)[0]]

@@ -25,6 +25,7 @@ from spriteforge.models.blocks import ResidualBlock, SelfAttention, frozen, init
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.pix2pix import PatchDiscriminator
 from spriteforge.models.views import one_view_missing, sample_kept_views
+from spriteforge.options import option_name
 
 LEVELS = 4  # feature scales 64², 32², 16², 8² (for 64×64 sprites); the bottleneck is the last
 INFERENCE_NOISE_SEED = 0
@@ -135,7 +136,7 @@ class Yamata(SpriteModel):
             raise SpriteForgeError(f"yamata needs --image-size divisible by {2 ** (LEVELS - 1)} (it halves it {LEVELS - 1} times), not {image_size}")
         for flag in ("lambda_l1", "lambda_l1_given", "lambda_adversarial"):
             if config[flag] < 0:
-                raise SpriteForgeError(f"--{flag.replace('_', '-')} must not be negative, got {config[flag]}")
+                raise SpriteForgeError(f"--{option_name(flag)} must not be negative, got {config[flag]}")
         self.generator = YamataGenerator(channels, domain_count, config.capacity, image_size, config.latent)
         self.discriminator = PatchDiscriminator(channels, in_channels=domain_count * (channels + 1))
         self.make_optimizer("generator", self.generator, config.lr)

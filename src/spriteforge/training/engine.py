@@ -34,13 +34,12 @@ from spriteforge.data.pictures import load_pairs, load_unpaired
 from spriteforge.devices import autocast, check_precision, fits_on_device, limit_memory, resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation.inception import InceptionFeatures
-from spriteforge.evaluation.protocol import evaluate_fid, evaluate_sample_fid
+from spriteforge.evaluation.training_fid import evaluate_fid, evaluate_sample_fid
 from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.models.kinds import Imputer
-from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources
-from spriteforge.options import tomllib
+from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources, load_toml_file, option_name
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
@@ -275,8 +274,8 @@ class Trainer:
         history = []
         if resumed is not None and path.is_file():
             try:
-                history = list(tomllib.loads(path.read_text(encoding="utf-8")).get("resumed", []))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+                history = list(load_toml_file(path, "run configuration").get("resumed", []))
+            except SpriteForgeError:  # unreadable: the history starts again
                 history = []
         record["versions"] = versions()
         if resumed is not None:
@@ -318,8 +317,8 @@ class Trainer:
         if changed:  # --resume with new options (--lr, --steps …): the run's configuration keeps the history
             self._write_run_files("", resumed={
                 "step": meta["step"], "time": datetime.now().isoformat(timespec="seconds"),
-                "changed": {key.replace("_", "-"): value for key, value in sorted(changed.items())},
-                "before": {key.replace("_", "-"): meta["config"][key] for key in sorted(changed)},
+                "changed": {option_name(key): value for key, value in sorted(changed.items())},
+                "before": {option_name(key): meta["config"][key] for key in sorted(changed)},
             })
 
     def save_latest(self) -> Path:
