@@ -95,3 +95,12 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_refusals_of_folders_name_what_to_give_in_plain_words(tmp_path):
+    from spriteforge.errors import SpriteForgeError
+    for call, expected in [(lambda: imageio.load_rgba(tmp_path), "is a folder; give a PNG image"),
+                           (lambda: imageio.require_regular_file(tmp_path, "a checkpoint file"), "is a folder; give a checkpoint file")]:
+        with pytest.raises(SpriteForgeError) as raised:
+            call()
+        assert str(raised.value).endswith(expected) and "a a " not in str(raised.value)

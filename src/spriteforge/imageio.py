@@ -295,9 +295,9 @@ def require_regular_file(path: str | os.PathLike, what: str = "a file") -> None:
     except OSError as error:
         raise SpriteForgeError(f"{path}: cannot read ({error.strerror or error})") from None
     if stat.S_ISDIR(mode):
-        raise SpriteForgeError(f"{path}: is a folder; give a {what}")
+        raise SpriteForgeError(f"{path}: is a folder; give {what}")
     if not stat.S_ISREG(mode):
-        raise SpriteForgeError(f"{path}: not a regular file (a pipe, device or socket); give a {what}")
+        raise SpriteForgeError(f"{path}: not a regular file (a pipe, device or socket); give {what}")
 
 
 def input_files(inputs: Iterable[str | os.PathLike], suffixes: tuple[str, ...], what: str, missing: str = "file not found") -> list[Path]:
@@ -312,7 +312,7 @@ def input_files(inputs: Iterable[str | os.PathLike], suffixes: tuple[str, ...], 
                 raise SpriteForgeError(f"{given}: no {what}s in this folder ({', '.join(suffixes)})")
             files.extend(inside)
         elif given.exists():  # a file; a pipe, device or socket is refused before anything opens it
-            require_regular_file(given, f"{what} ({', '.join(suffixes)}) or a folder of them")
+            require_regular_file(given, f"a {what} ({', '.join(suffixes)}) or a folder of them")
             files.append(given)
         else:
             raise SpriteForgeError(f"{given}: {missing}")
