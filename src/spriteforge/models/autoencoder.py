@@ -35,6 +35,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.dcgan import DCDiscriminator, DCGenerator, dcgan_init
 from spriteforge.models.views import as_images
+from spriteforge.options import Config
 
 CHUNK = 256
 PREVIEW_NOISE_SEED = 7
@@ -98,7 +99,7 @@ class AutoEncoder(SpriteModel):
     # (25 characters × 4 views), lr × 0.995 after every epoch.
     defaults = {"latent": 40, "feature-maps": 64, "lr": 1e-4, "batch": 25, "lr-decay": "per-epoch", "lr-epoch-decay": 0.995}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if not 0 <= config.encoder_dropout < 1:
             raise SpriteForgeError(f"--encoder-dropout must be in [0, 1), got {config.encoder_dropout}")

@@ -51,6 +51,7 @@ from spriteforge.models.blocks import frozen
 from spriteforge.models.cdcgan import view_labels
 from spriteforge.models.views import as_images
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss, orthogonal_regularization
+from spriteforge.options import Config
 
 SPECTRAL_EPS = 1e-4
 MAX_SIDE = 4096
@@ -303,7 +304,7 @@ class BigGAN(SpriteModel):
                              "high (4, 4, 4 draw 64x64; 4, 3, 5 draw 128x96); set those instead"}
 
     @classmethod
-    def data_size(cls, config) -> tuple[int, int]:
+    def data_size(cls, config: Config) -> tuple[int, int]:
         """(height, width) = (base-height, base-width) × 2^upsample-layers."""
         for key in ("base_width", "base_height", "upsample_layers"):
             if config[key] < 1:
@@ -314,7 +315,7 @@ class BigGAN(SpriteModel):
                                    f"lower --upsample-layers or the base (at most {MAX_SIDE} a side)")
         return height, width
 
-    def __init__(self, config, domain_count, channels, image_size=None):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int | tuple[int, int] | None = None):
         super().__init__(config, domain_count, channels, image_size)
         self.image_size = self.data_size(config)
         layers = config.upsample_layers

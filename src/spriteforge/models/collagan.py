@@ -24,7 +24,7 @@ from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot
 from spriteforge.models.views import check_four_views, guess_views, one_view_missing, sample_kept_views
-from spriteforge.options import BY_NAME
+from spriteforge.options import BY_NAME, Config
 from spriteforge.models.evaluation import missing_views_grid
 
 
@@ -216,7 +216,7 @@ class CollaGAN(SpriteModel):
         "input-dropout": "conservative", "cycled-source-replacer": "forward", "target-prior": "none",
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if image_size % 16:
             raise SpriteForgeError("collagan needs --image-size divisible by 16 (its encoders halve it 4 times)")

@@ -34,7 +34,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.pix2pix import PatchDiscriminator
-from spriteforge.options import BY_NAME
+from spriteforge.options import BY_NAME, Config
 
 SIZE_MULTIPLE = 4
 MIN_IMAGE_SIZE = 24
@@ -141,10 +141,10 @@ class CycleGAN(SpriteModel):
     data_kind = "unpaired-pictures"
 
     @classmethod
-    def check_data_config(cls, config):
+    def check_data_config(cls, config: Config) -> None:
         check_image_size(config.image_size)
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         check_image_size(image_size)
         if domain_count != 2:

@@ -27,6 +27,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
 from spriteforge.models.views import as_images
+from spriteforge.options import Config
 
 WEIGHT_CLIP = 0.01
 
@@ -110,7 +111,7 @@ class DCGAN(SpriteModel):
     # no moving average of G (the notebook had none; --ema-decay 0.999 turns one on).
     defaults = {"latent": 84, "feature-maps": 48, "lr": 2e-4, "batch": 16, "lr-decay": "none", "d-steps": 1, "ema-decay": 0.0}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if not 0 <= config.label_smoothing < 0.5:
             raise SpriteForgeError(f"--label-smoothing must be in [0, 0.5), got {config.label_smoothing}")

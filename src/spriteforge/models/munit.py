@@ -35,6 +35,7 @@ from spriteforge.models.munit_blocks import (
     STYLE_SIZE, ContentEncoder, Decoder, MultiScaleDiscriminator, StyleEncoder, kernel_squares, lsgan_loss, per_domain,
 )
 from spriteforge.models.views import best_sources, one_view_missing
+from spriteforge.options import Config
 
 
 class MunitGenerator(nn.Module):
@@ -62,7 +63,7 @@ class MUNIT(SpriteModel):
         "lr": 1e-4, "lr-decay": "step", "batch": 16,
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if config.adv != "lsgan":
             raise SpriteForgeError(f"--adv {config.adv}: {self.name} trains with the lsgan loss only (r3gan is not implemented for it)")

@@ -26,6 +26,7 @@ from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.views import source_order
+from spriteforge.options import Config
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
 UP_WIDTHS = (512, 512, 256, 128, 64, 64)
@@ -106,7 +107,7 @@ class Pix2Pix(SpriteModel):
     # λl1 100 and lr 2e-4 as in Isola et al. (the reference records no other configuration).
     defaults = {"lambda-l1": 100.0, "lr": 2e-4}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         self.source, self.target = self.view_pair(config)
         self.generator = UNetGenerator(channels, image_size)
@@ -114,7 +115,7 @@ class Pix2Pix(SpriteModel):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
 
-    def view_pair(self, config) -> tuple[int, int]:
+    def view_pair(self, config: Config) -> tuple[int, int]:
         """The (source, target) domain indices this model learns, from --source and --target."""
         domains = list(config.domains)
         for flag in ("source", "target"):

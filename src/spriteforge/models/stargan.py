@@ -17,6 +17,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
 from spriteforge.models.views import best_sources
+from spriteforge.options import Config
 
 
 class StarGenerator(nn.Module):
@@ -96,7 +97,7 @@ class PairedStarGAN(SpriteModel):
         "lambda-reconstruction": 10.0, "lambda-gp": 10.0, "lr": 2e-4, "d-steps": 1,
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if config.generator not in ("resnet", ""):
             raise SpriteForgeError(f"--generator {config.generator}: StarGAN's generator is always 'resnet'")
