@@ -59,6 +59,9 @@ class LatentPrior(nn.Module):
 
     def __init__(self, latent: int):
         super().__init__()
+        self.mean: torch.Tensor
+        self.scale: torch.Tensor
+        self.count: torch.Tensor
         self.register_buffer("mean", torch.full((latent,), 0.5))
         self.register_buffer("scale", torch.eye(latent) * (1 / 12) ** 0.5)  # Cholesky factor of the covariance
         self.register_buffer("count", torch.zeros((), dtype=torch.long))  # codes of the last fit (0: never fitted)

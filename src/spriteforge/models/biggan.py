@@ -57,7 +57,7 @@ SPECTRAL_EPS = 1e-4
 MAX_SIDE = 4096
 
 
-def spectral(layer: nn.Module) -> nn.Module:
+def spectral(layer: nn.Conv2d | nn.Linear | nn.Embedding) -> nn.Module:
     """Orthogonal initialisation, then spectral normalisation of the layer's weight."""
     nn.init.orthogonal_(layer.weight)
     return spectral_norm(layer, eps=SPECTRAL_EPS)
@@ -316,8 +316,7 @@ class BigGAN(SpriteModel):
         return height, width
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int | tuple[int, int] | None = None):
-        super().__init__(config, domain_count, channels, image_size)
-        self.image_size = self.data_size(config)
+        super().__init__(config, domain_count, channels, self.data_size(config))
         layers = config.upsample_layers
         if not self.deep and config.latent < layers + 1:
             raise SpriteForgeError(f"--latent {config.latent} is too small: biggan splits z into upsample-layers + 1 = {layers + 1} chunks")

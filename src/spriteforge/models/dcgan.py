@@ -16,6 +16,7 @@ Fixed relative to the TinyHero notebook:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -88,14 +89,15 @@ class DCDiscriminator(nn.Module):
         for index in range(stages):
             layers.append(nn.Conv2d(cin, width, 4, 2, 1, bias=norm == "none"))
             if index > 0 and norm != "none":
-                layers.append({"batch": nn.BatchNorm2d, "layer": lambda w: nn.GroupNorm(1, w),
-                               "instance": lambda w: nn.GroupNorm(w, w)}[norm](width))
+                norms: dict[str, Callable[[int], nn.Module]] = {
+                    "batch": nn.BatchNorm2d, "layer": lambda w: nn.GroupNorm(1, w), "instance": lambda w: nn.GroupNorm(w, w)}
+                layers.append(norms[norm](width))
             layers.append(nn.LeakyReLU(0.2, True))
             if index in (0, 2) and dropout > 0:
                 layers.append(nn.Dropout(dropout))
             cin, width = width, width * 2
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(cin, 1, 4, 1, 0, bias=False)
+        self.head: nn.Module = nn.Conv2d(cin, 1, 4, 1, 0, bias=False)  # the autoencoder's encoder replaces it
         self.width = cin
         dcgan_init(self)
 

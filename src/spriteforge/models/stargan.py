@@ -52,6 +52,7 @@ class StarGenerator(nn.Module):
         size = image.shape[-2:]
         parts = [image, tiled_one_hot(target, self.domains, size)]
         if self.source_aware:
+            assert source is not None, "a source-domain-aware generator needs the source domains"
             parts.append(tiled_one_hot(source, self.domains, size))
         return self.layers(torch.cat(parts, dim=1))
 
@@ -74,6 +75,7 @@ class StarDiscriminator(nn.Module):
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None):
         if self.conditional:
+            assert condition is not None, "a conditional discriminator needs the source image"
             image = torch.cat([image, condition], dim=1)
         features = self.body(image)
         return self.patch(features), self.classes(features).flatten(1)
