@@ -1,7 +1,9 @@
+import typing
+
 import pytest
 
 from spriteforge.models import model_class
-from spriteforge.options import read_toml, resolve
+from spriteforge.options import OPTIONS, Config, read_toml, resolve
 from spriteforge.errors import SpriteForgeError
 
 STARGAN = model_class("stargan-paired")
@@ -52,3 +54,27 @@ def test_toml_config_file(tmp_path):
     (tmp_path / "typed.toml").write_text('batch = "four"\n')
     with pytest.raises(SpriteForgeError, match="--batch expects int"):
         read_toml(tmp_path / "typed.toml")
+
+
+def test_config_attributes_are_typed_from_the_option_table():
+    """`Config` declares every option of the table, in its order, with the table's type (None default: optional)."""
+    def expected(option):
+        kind = list[str] if option.kind is list else option.kind
+        return kind | None if option.default is None else kind
+
+    declared = typing.get_type_hints(Config)
+    assert declared.pop("model") is str
+    wanted = {option.key: expected(option) for option in OPTIONS}
+    block = "\n".join(f"    {key}: {kind}".replace("<class '", "").replace("'>", "") for key, kind in wanted.items())
+    assert list(declared.items()) == list(wanted.items()), f"options.Config's annotations differ from OPTIONS; they should read:\n{block}"
+    for option in OPTIONS:  # the defaults themselves have the declared type
+        assert option.default is None or isinstance(option.default, option.kind), option.name
+
+
+def test_config_reads_options_as_attributes_and_stays_a_dict():
+    config = resolve_stargan(capacity=2)
+    assert config.capacity == 2 and config["capacity"] == 2 and isinstance(config, dict)
+    assert "latent" not in config  # a flag stargan does not use is absent, and reading it says which
+    with pytest.raises(AttributeError, match="latent"):
+        config.latent
+    assert config.to_toml_dict()["capacity"] == 2

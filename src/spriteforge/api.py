@@ -68,7 +68,7 @@ def as_palette(palette: PaletteLike) -> np.ndarray | None:
         return None
     if isinstance(palette, (str, os.PathLike)):
 
-        return read_palette(palette)
+        return read_palette(palette if isinstance(palette, str) else Path(palette))
     colours = np.asarray(palette)
     if colours.ndim != 2 or colours.shape[1] < 3 or len(colours) == 0:
         raise SpriteForgeError(f"a palette is [N, 3] colours, got shape {list(colours.shape)}")
@@ -96,6 +96,13 @@ class Model:
         pixels = f"{size[1]}x{size[0]}" if isinstance(size, tuple) else f"{size}px"
         return f"<spriteforge.Model {self.kind} from {self.location!r}: {role}, views {', '.join(self.views)}, {pixels}>"
 
+    @property
+    def side(self) -> int:
+        """The side of the model's square images (every imputer's); a model drawing non-square ones is refused."""
+        if isinstance(self.image_size, tuple):
+            raise SpriteForgeError(f"{self.kind} draws {self.image_size[1]}x{self.image_size[0]} images, not squares")
+        return self.image_size
+
     # -- imputers -----------------------------------------------------------------------------------
     @property
     def style_size(self) -> int:
@@ -111,7 +118,7 @@ class Model:
         self._require_imputer()
         if not views:
             raise SpriteForgeError(f"give at least one view ({', '.join(self.views)})")
-        size = self.image_size
+        size = self.side
         character = np.zeros((len(self.views), size, size, 4), np.uint8)
         available = np.zeros(len(self.views), bool)
         for name, image in views.items():
@@ -233,7 +240,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str = "cpu")
     """Load a model for use: "default" (the bundled turnaround model), a run folder of `spriteforge train`,
     an exported or checkpoint `.safetensors` file, or a folder of pix2pix runs. `device`: cpu, cuda, cuda:1."""
     torch_dev = resolve_device(device)
-    network, config = load_for_inference(name_or_path, torch_dev)
+    network, config = load_for_inference(name_or_path if isinstance(name_or_path, str) else Path(name_or_path), torch_dev)
     return Model(network, config, torch_dev, str(name_or_path))
 
 

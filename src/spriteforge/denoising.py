@@ -89,7 +89,7 @@ def finish_sprite(output: np.ndarray, source: np.ndarray, palette: np.ndarray | 
 
 def denoise_files(model_path, inputs: list[str | Path], out: str | Path, scale: int = 1, palette_from: str | Path | None = None,
                   input_palette: bool = False, colours: int | None = None, compare: str | Path | None = None,
-                  device: str = "cpu") -> list[Path]:
+                  device: str | torch.device = "cpu") -> list[Path]:
     """Clean every input PNG (files or folders of PNGs) and write the results; returns the written paths.
 
     Everything is read and checked before anything is written, so a bad file leaves no half-done output.
@@ -104,7 +104,7 @@ def denoise_files(model_path, inputs: list[str | Path], out: str | Path, scale: 
 
 def denoise_samples(model_path, sampler_path, out: str | Path, count: int = 16, seed: int = 0, view: str | None = None,
                     scale: int = 1, palette_from: str | Path | None = None, input_palette: bool = False, colours: int | None = None,
-                    compare: str | Path | None = None, device: str = "cpu") -> list[Path]:
+                    compare: str | Path | None = None, device: str | torch.device = "cpu") -> list[Path]:
     """Notebook 6 in one command: draw `count` samples with a sampling model (as `spriteforge sample --separate`
     does), then clean them. OUT is a folder: OUT/raw/ holds the samples and their grid, OUT/sample-NNN.png the cleaned ones."""
     out = Path(out)

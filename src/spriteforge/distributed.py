@@ -220,10 +220,11 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         total = sums[-1]
         mean = sums[:channels] / total
         variance = (sums[channels:2 * channels] / total - mean * mean).clamp_min(0)
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        tracked = self.num_batches_tracked
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None and tracked is not None:
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(tracked)
                 self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
                 self.running_var.mul_(1 - momentum).add_(momentum * variance.detach() * total / (total - 1).clamp_min(1))
         normalised = (local - mean.view(1, -1, 1, 1)) * torch.rsqrt(variance.view(1, -1, 1, 1) + self.eps)

@@ -31,7 +31,7 @@ from spriteforge.training.run_folder import RunFolder
 
 def evaluate_location(model: str, *, datasets: list[str] | None = None, data_dir: str | None = None, split: str = "test",
                       selected: tuple[str, ...] = METRICS, baselines: bool = True, limit: int = 0, batch: int = 64,
-                      device: str = "cpu", resize: str = "bicubic", background: str = "white", image_size: int | None = None,
+                      device: str | torch.device = "cpu", resize: str = "bicubic", background: str = "white", image_size: int | None = None,
                       seed: int = 0, out: str | Path | None = None, progress=None) -> tuple[dict, tuple[Path, Path], str]:
     """Load MODEL (run folder, checkpoint, or baseline:copy / baseline:mirror) and its data, run the
     protocol (with the baselines unless told not to), write evaluation.json/.md; returns them and the Markdown."""

@@ -382,7 +382,7 @@ class State:
 
     def __init__(self, path: Path, grid_path: Path):
         self.path = path
-        self.data = {"grid": str(grid_path), "runs": {}}
+        self.data: dict[str, Any] = {"grid": str(grid_path), "runs": {}}
         if path.is_file():
             try:
                 self.data = json.loads(path.read_text())

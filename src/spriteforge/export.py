@@ -28,6 +28,7 @@ from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import load_for_inference
 from spriteforge.models.kinds import Imputer
+from spriteforge.models.turnaround import Turnaround
 
 FORMATS = ("onnx",)
 OPSET = 17
@@ -81,7 +82,7 @@ def example_inputs(model, config, batch: int = 2) -> tuple[nn.Module, tuple, lis
         available = torch.zeros(batch, domains, dtype=torch.bool)
         available[:, 2] = True
         available[1:, 1] = True
-        if hasattr(model, "impute_all"):
+        if isinstance(model, Turnaround):  # the model that draws every view in one pass (`impute_all`)
             model.snap_drawn = False
             return AllViews(model), (views, available), ["views", "available"], ["images"], {
                 "views": {0: "batch"}, "available": {0: "batch"}, "images": {0: "batch"}}

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ def open_image(path: Path, given: str, unreadable: str, too_large: str | None = 
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
+    return (size, size) if isinstance(size, int) else (size[0], size[1])
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int]:
@@ -248,8 +249,8 @@ def save_indexed_png(rgba: np.ndarray, path: str | os.PathLike, scale: int = 1, 
         if not np.all(found | ~opaque):
             raise SpriteForgeError(f"{path}: the image has colours outside the palette; quantise it first")
         indices = np.where(opaque, order[position] + 1, 0).astype(np.uint8)
-    indices = upscale(indices[..., None], scale)[..., 0]
-    image = Image.frombytes("P", (indices.shape[1], indices.shape[0]), np.ascontiguousarray(indices).tobytes())
+    pixels: np.ndarray = upscale(indices[..., None], scale)[..., 0]
+    image = Image.frombytes("P", (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels).tobytes())
     image.putpalette(np.concatenate([[0, 0, 0], palette.reshape(-1)]).astype(np.uint8).tobytes(), "RGB")
     with atomic_write(path) as temporary:
         image.save(temporary, format="PNG", transparency=0)
@@ -367,7 +368,7 @@ class atomic_write:
         self.temporary = Path(name)
         return self.temporary
 
-    def __exit__(self, kind, value, traceback) -> bool:
+    def __exit__(self, kind, value, traceback) -> Literal[False]:
         if kind is None:
             try:
                 os.chmod(self.temporary, 0o666 & ~_umask())

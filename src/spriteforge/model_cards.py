@@ -43,7 +43,7 @@ def bundled_models() -> list[dict]:
 
 def user_models(root: Path) -> list[dict]:
     """Run folders below `root` that hold a usable checkpoint, with what their summary.json says."""
-    rows = []
+    rows: list[dict] = []
     if not root.is_dir():
         return rows
     runs = [run.path for run in RunFolder.below(root)]

@@ -11,7 +11,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
@@ -178,14 +178,138 @@ BY_KEY = {option.key: option for option in OPTIONS}
 DEFAULT_STEPS = 10000
 
 
-class Config(dict):
-    """Resolved options; keys are flag names with '_' (``config.lambda_l1``)."""
+class Config(dict[str, Any]):
+    """Resolved options; keys are flag names with '_' (``config.lambda_l1``), read as typed attributes.
 
-    def __getattr__(self, key: str):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
+    Every option of the table has an annotation here, its type from the table (`None` default: optional),
+    so a type checker and an editor follow ``config.capacity`` (an `int`) from the flag to the layer;
+    tests/test_options.py checks the two never drift. A common option is always present; a model-specific
+    one only in the configurations of the models that use it (``"capacity" in config``, or
+    ``config.get("capacity", 1)``): reading an absent one raises AttributeError. The configuration is
+    still a dict of flag keys, so TOML files, checkpoints and run folders read and write it unchanged.
+    """
+
+    model: str
+    """The model's name (set by `resolve`)."""
+    # data
+    dataset: list[str]
+    tiny: bool
+    rm2k: bool
+    rmxp: bool
+    rmvx: bool
+    misc: bool
+    tiny_validation: bool
+    rm2k_validation: bool
+    rmxp_validation: bool
+    rmvx_validation: bool
+    data_dir: str
+    validation_fraction: float
+    domains: list[str]
+    image_size: int
+    output_channels: int
+    input_channels: int
+    no_aug: bool
+    no_hue: bool
+    no_tran: bool
+    # optimisation
+    lr: float
+    lr_decay: str
+    lr_epoch_decay: float
+    beta1: float
+    beta2: float
+    ttur: float
+    batch: int
+    steps: int | None
+    epochs: int | None
+    seed: int
+    # monitoring and output
+    evaluate_steps: int
+    checkpoint_steps: int | None
+    keep_checkpoints: int
+    test_images: int
+    callback_evaluate_l1: bool
+    callback_evaluate_fid: bool
+    callback_debug_discriminator: bool
+    callback_early_stop: bool
+    patience: int
+    save_model: bool
+    verbose: bool
+    log_folder: str
+    model_name: str
+    experiment: str
+    run_string: str
+    device: str
+    memory_fraction: float
+    precision: str
+    profile: int
+    pretrain_epochs: int
+    # model architecture
+    generator: str
+    capacity: int
+    conditional_discriminator: bool
+    source_domain_aware_generator: bool
+    discriminator_scales: int
+    sampler: str
+    d_steps: int
+    adv: str
+    # sampling models (new characters)
+    latent: int
+    feature_maps: int
+    loss: str
+    label_smoothing: float
+    d_dropout: float
+    source: str
+    target: str
+    embedding: int
+    noise_std: float
+    encoder_dropout: float
+    critic_norm: str
+    base_width: int
+    base_height: int
+    upsample_layers: int
+    lambda_orthogonal: float
+    ema_decay: float
+    diff_augment: str
+    truncation: float
+    # losses
+    lambda_adversarial: float
+    lambda_l1: float
+    lambda_l1_backward: float
+    lambda_gp: float
+    lambda_domain: float
+    lambda_reconstruction: float
+    lambda_ssim: float
+    lambda_tv: float
+    lambda_latent_reconstruction: float
+    lambda_cyclic_reconstruction: float
+    lambda_palette: float
+    lambda_histogram: float
+    lambda_selection: float
+    lambda_regularization: float
+    lambda_kl: float
+    lambda_l1_given: float
+    # imputation specifics
+    input_dropout: str
+    target_prior: str
+    cycled_source_replacer: str
+    shuffled_batches: bool
+    palette_quantization: bool
+    annealing: str
+    temperature: float
+    perturb_palette: float
+    # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
+    domain_a: str
+    generator_blocks: int
+    pool_size: int
+    lambda_identity: float
+
+    if not TYPE_CHECKING:  # for the type checker, only the annotated options above exist (a misspelt one is an error)
+
+        def __getattr__(self, key: str) -> Any:
+            try:
+                return self[key]
+            except KeyError:
+                raise AttributeError(key) from None
 
     def to_toml_dict(self) -> dict:
         return {option_name(key): value for key, value in sorted(self.items()) if value is not None}

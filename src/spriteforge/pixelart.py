@@ -135,7 +135,7 @@ def _unpack(packed: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed, dtype=np.uint32)[..., None].view(np.uint8)
 
 
-def _row_mode(values: np.ndarray) -> np.ndarray:
+def _row_mode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Most common value of each row of [N, K] (ties: the smallest) and its count, vectorised by sorting."""
     ordered = np.sort(values, axis=1)
     starts = np.ones(ordered.shape, bool)
@@ -254,11 +254,11 @@ def kmeans_palette(colours: np.ndarray, weights: np.ndarray, count: int, seed: i
             break
         centres = moved
     assignment = np.argmin(_squared_distances(lab, centres), axis=1)
-    palette = []
+    chosen = []
     for cluster in np.unique(assignment):
         members = np.flatnonzero(assignment == cluster)
-        palette.append(colours[members[np.argmin(_squared_distances(lab[members], centres[cluster : cluster + 1])[:, 0])]])
-    palette = np.array(palette, np.uint8)
+        chosen.append(colours[members[np.argmin(_squared_distances(lab[members], centres[cluster : cluster + 1])[:, 0])]])
+    palette = np.array(chosen, np.uint8)
     return palette[np.argsort(rgb_to_lab(palette)[:, 0], kind="stable")]
 
 

@@ -78,7 +78,7 @@ def sheet_files(sampler_path, imputer_path, out: Path, count: int = 8, seed: int
     imputer = api.load_model(imputer_path, device)
     if not imputer.imputes:
         raise SpriteForgeError(f"--imputer {imputer_path}: {imputer.kind} draws new characters, not missing views; give an imputation model")
-    size = imputer.image_size
+    size = imputer.side
     imageio.check_output_size(count * size * scale, len(imputer.views) * size * scale, "the sheet")
     characters, _ = new_characters(sampler, imputer, count, seed, colours, truncation, palette)
     written = [imageio.save_png(imageio.grid([list(character) for character in characters], padding=0), out, scale)]

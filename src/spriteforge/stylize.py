@@ -61,7 +61,7 @@ def output_paths(inputs: list[str], files: list[Path], out: Path) -> list[Path]:
 
 def stylize_files(model_path, inputs: list[str], out: str | Path, size: int | None = None, colours: int = 16,
                   palette_file: str | Path | None = None, clean: bool = False, outline: bool = False, indexed: bool = False,
-                  scale: int = 1, seed: int = 0, device: str = "cpu", echo=None) -> list[Path]:
+                  scale: int = 1, seed: int = 0, device: str | torch.device = "cpu", echo=None) -> list[Path]:
     """Stylize every input picture and write lossless PNGs; returns the written paths.
 
     A picture that fails (unreadable, too large to decode) does not stop the others; the call ends with

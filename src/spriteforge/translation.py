@@ -146,7 +146,7 @@ def translate_batch(model_path, source: str | Path, out: Path, scale: int = 1, b
     if source.is_dir() and out.suffix:
         raise SpriteForgeError(f"--out {out}: a folder of characters writes one sheet per character into a folder; give a folder name without an extension")
     palette, model = load_imputer(model_path, device, palette_from)
-    names, views, available = read_batch_input(source, list(model.views), model.image_size)
+    names, views, available = read_batch_input(source, list(model.views), model.side)
     drawn = model.draw(views, available, palette=palette, binary_alpha=binary_alpha, batch=batch)
     if not source.is_dir():
         return [imageio.save_png(imageio.grid([list(character) for character in drawn], padding=0), out, scale)]

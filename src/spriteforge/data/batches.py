@@ -12,7 +12,8 @@ import torch
 
 def batch_indices(step: int, batch: int, count: int, seed: int) -> list[int]:
     """Characters of batch `step`: consecutive slices of per-epoch permutations seeded by (seed, epoch)."""
-    indices, position = [], step * batch
+    indices: list[int] = []
+    position = step * batch
     while len(indices) < batch:
         epoch, offset = divmod(position, count)
         order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))

@@ -64,7 +64,7 @@ def domain_folders(folder: Path, domains: tuple[str, ...] = VIEWS) -> list[Path]
         raise SpriteForgeError(
             f"{folder}: no domain folders; expected sub-folders named like 0-back, 1-left, 2-front, 3-right"
         )
-    by_name = {DOMAIN_FOLDER.match(p.name).group(2): p for p in found.values()}
+    by_name = {match.group(2): p for p in found.values() if (match := DOMAIN_FOLDER.match(p.name))}
     if all(name in by_name for name in domains):
         return [by_name[name] for name in domains]
     if sorted(found) == list(range(len(domains))):
@@ -76,7 +76,7 @@ def domain_folders(folder: Path, domains: tuple[str, ...] = VIEWS) -> list[Path]
     )
 
 
-def read_paired(folder: Path, domains: tuple[str, ...], image_size: int, prefix: str) -> CharacterSet:
+def read_paired(folder: Path, domains: tuple[str, ...], image_size: int | tuple[int, int] | None, prefix: str) -> CharacterSet:
     """Load every character of a folder with one sub-folder per domain, pairing files by name."""
     folders = domain_folders(folder, domains)
     listings = []
@@ -107,7 +107,7 @@ def read_paired(folder: Path, domains: tuple[str, ...], image_size: int, prefix:
     return CharacterSet(images, [f"{prefix}/{p.stem}" for p in listings[0]])
 
 
-def read_folder(folder: str | Path, domains: tuple[str, ...], image_size: int, seed: int = 0) -> dict[str, CharacterSet]:
+def read_folder(folder: str | Path, domains: tuple[str, ...], image_size: int | tuple[int, int] | None, seed: int = 0) -> dict[str, CharacterSet]:
     """Read a dataset folder in the split or the flat layout into {'train': …, 'test': …}."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():

@@ -10,6 +10,7 @@ from spriteforge import imageio
 from spriteforge.data import registry
 from spriteforge.data.folders import SINGLE_DOMAIN
 from spriteforge.data.loading import load_splits
+from spriteforge.errors import SpriteForgeError
 
 
 def colour_statistics(images: np.ndarray) -> dict[str, float]:
@@ -48,6 +49,8 @@ def inspect_source(source: str, domains, image_size: int | None = 64, data_dir=N
         if sample is None:
             picks = np.linspace(0, len(train) - 1, min(8, len(train))).round().astype(int)
             sample = train[picks]
+    if sample is None:
+        raise SpriteForgeError(f"{source}: no dataset to show")
     rows = [list(character) for character in sample]
     path = Path(preview or f"{Path(source).name or 'dataset'}-preview.png")
     imageio.save_png(imageio.grid(rows, background=(40, 40, 40, 255)), path, scale=2)

@@ -48,6 +48,7 @@ def load_splits(source: str, *, domains: tuple[str, ...] = VIEWS, image_size: in
     square = image_size if isinstance(image_size, int) else (image_size[0] if image_size and image_size[0] == image_size[1] else None)
     if source == SYNTHETIC:
         if square is None:
+            assert isinstance(image_size, tuple)  # None became 64 above
             raise SpriteForgeError(f"the synthetic dataset is square; for {image_size[1]}x{image_size[0]} images pass a folder with --dataset")
         return synthetic_splits(square, len(domains))
     if source in registry.NAMED_DATASETS:

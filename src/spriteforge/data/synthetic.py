@@ -84,7 +84,34 @@ def _check_int(value, name: str) -> int:
 
 
 class _Params:
-    """Everything that shapes one character (rows and columns are on the 64x64 canvas)."""
+    """Everything that shapes one character (rows and columns are on the 64x64 canvas; `_sample` draws them)."""
+
+    hat: str  # none, cap, wizard, helmet
+    hair: str  # short, long, bald, spiky
+    robe: bool
+    short_sleeves: bool
+    belt: bool
+    hw2: int  # head half width
+    tw2: int  # torso half width
+    aw: int  # arm width
+    td2: int  # torso half depth, seen from the side
+    hat_h: int
+    drape: int  # how far long hair falls below the chin
+    fringe: np.ndarray  # [8] bool: gaps in the lower fringe row, mirrored
+    blade: int
+    hand: str | None  # sword, staff
+    side: str | None  # shield, satchel
+    head_item: str | None  # eyepatch, feather
+    hh: int  # head height
+    gb: int  # lowest filled row (soles)
+    ht: int  # skull top
+    top: int  # topmost filled row
+    hb: int  # chin
+    tt: int  # shoulders
+    tb: int  # waist
+    lt: int  # legs
+    ey: int  # eyes (2 rows)
+    fr: int  # lowest fringe row
 
 
 def _sample(rng: np.random.Generator) -> _Params:
@@ -151,7 +178,8 @@ def _palette(rng: np.random.Generator) -> np.ndarray:
         skin = _FANTASY_SKINS[rng.integers(len(_FANTASY_SKINS))]
     else:
         skin = _SKINS[rng.integers(len(_SKINS))]
-    skin = tuple(int(np.clip(c + rng.integers(-8, 9), 0, 255)) for c in skin)
+    red, green, blue = (int(np.clip(c + rng.integers(-8, 9), 0, 255)) for c in skin)
+    skin = (red, green, blue)
     if rng.random() < 0.75:
         hair = _HAIRS[rng.integers(len(_HAIRS))]
     else:

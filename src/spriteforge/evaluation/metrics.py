@@ -41,6 +41,7 @@ def ssim_per_image(fake: torch.Tensor, real: torch.Tensor) -> np.ndarray:
     real = real.float().clamp(-1, 1).cpu()
     kernel = min(11, fake.shape[-1] - (1 - fake.shape[-1] % 2))
     values = structural_similarity_index_measure(fake, real, data_range=2.0, reduction="none", kernel_size=kernel)
+    assert isinstance(values, torch.Tensor)  # a tuple only with return_full_image
     return values.double().reshape(len(fake)).numpy()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from spriteforge import VIEWS
@@ -88,6 +89,8 @@ def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: 
         result["opaque"], result["opaque_truth"] = float(drawn.mean()), float(truth.mean())
         result["opaque_ratio"] = float(drawn.sum() / truth.sum()) if truth.sum() else float("nan")
     if FEATURE_METRICS & set(selected):
+        if extractor is None or real_features is None:
+            raise ValueError(f"{', '.join(sorted(FEATURE_METRICS))} need the Inception extractor and the real views' features")
         features = extractor(fake8)
         if "fid" in selected:
             result["fid"] = m.frechet_distance(real_features, features)
@@ -96,7 +99,7 @@ def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: 
     return result
 
 
-def _nanmean(values: np.ndarray) -> float:
+def _nanmean(values: ArrayLike) -> float:
     values = np.asarray(values, float)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
@@ -127,7 +130,8 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
     compared: list[int] | None = None  # the cases the first system draws; every mean is taken over them
     for name, imputer in imputers.items():
         started = time.perf_counter()
-        rows, skipped, drawn_sets = [], [], {}
+        rows, skipped = [], []
+        drawn_sets: dict[tuple[int, ...], np.ndarray] = {}
         for index, case in enumerate(all_cases):
             row = {"target": domains[case.target], "given": [domains[d] for d in case.given], "missing": case.missing}
             if drawable(imputer, case):
@@ -147,6 +151,7 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
             compared = [i for i in range(len(all_cases)) if i not in skipped]
         systems[name] = {"cases": rows, "by_missing": aggregate([rows[i] for i in compared]),
                          "cases_drawn": len(all_cases) - len(skipped), "seconds": round(time.perf_counter() - started, 1)}
+    assert compared is not None  # set by the first system (there is at least one)
     report = {
         "characters": int(len(images)),
         "domains": list(domains),

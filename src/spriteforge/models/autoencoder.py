@@ -36,6 +36,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.dcgan import DCDiscriminator, DCGenerator, dcgan_init
 from spriteforge.models.views import as_images
+from spriteforge.options import Config
 
 CHUNK = 256
 PREVIEW_NOISE_SEED = 7
@@ -59,6 +60,9 @@ class LatentPrior(nn.Module):
 
     def __init__(self, latent: int):
         super().__init__()
+        self.mean: torch.Tensor
+        self.scale: torch.Tensor
+        self.count: torch.Tensor
         self.register_buffer("mean", torch.full((latent,), 0.5))
         self.register_buffer("scale", torch.eye(latent) * (1 / 12) ** 0.5)  # Cholesky factor of the covariance
         self.register_buffer("count", torch.zeros((), dtype=torch.long))  # codes of the last fit (0: never fitted)
@@ -99,7 +103,7 @@ class AutoEncoder(SpriteModel):
     # (25 characters × 4 views), lr × 0.995 after every epoch.
     defaults = {"latent": 40, "feature-maps": 64, "lr": 1e-4, "batch": 25, "lr-decay": "per-epoch", "lr-epoch-decay": 0.995}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if not 0 <= config.encoder_dropout < 1:
             raise SpriteForgeError(f"--encoder-dropout must be in [0, 1), got {config.encoder_dropout}")

@@ -41,8 +41,9 @@ class SpriteModel(nn.Module):
     """Model-specific flags this model reads (the common ones are always accepted)."""
     defaults: ClassVar[dict[str, Any]] = {}
     """Overrides of the option table's defaults for this model."""
-    inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
-    """Networks `translate` needs: the best checkpoint and exports hold only these."""
+    inference_networks: tuple[str, ...] = ("generator",)
+    """Networks `translate` needs: the best checkpoint and exports hold only these (a model with a moving
+    average adds "generator_ema" on the instance)."""
     imputes: ClassVar[bool] = False
     """Whether the model is an `Imputer` (models/kinds.py): derived from its methods, never set by hand."""
     evaluation_given_views: ClassVar[int] = 1
@@ -82,7 +83,7 @@ class SpriteModel(nn.Module):
         """Whether one folder of images (one domain, no views) can train this model: the samplers can."""
         return not cls.imputes
 
-    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int | tuple[int, int]):
         super().__init__()
         self.config = config
         self.domain_count = domain_count
@@ -92,6 +93,12 @@ class SpriteModel(nn.Module):
         self.base_lrs: dict[str, float] = {}
         self.grad_scalers: dict[str, torch.amp.GradScaler] = {}
         """--precision 16-mixed: one loss scaler per optimiser (the engine sets them up; `optimize` uses them)."""
+
+    generator: nn.Module
+    """Every model has a generator (what `translate`, `sample` and `stylize` draw with); most a discriminator."""
+    discriminator: nn.Module
+    generator_ema: nn.Module
+    """With --ema-decay > 0 only (`keep_moving_average`)."""
 
     # -- networks -------------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -167,8 +174,10 @@ class SpriteModel(nn.Module):
         raise NotImplementedError
 
     # -- inference --------------------------------------------------------------------------------
-    #: True when `impute` accepts `palette=` and draws only its colours (collagan --palette-quantization).
-    quantizes_palette = False
+    @property
+    def quantizes_palette(self) -> bool:
+        """True when `impute` accepts `palette=` and draws only its colours (collagan --palette-quantization)."""
+        return False
 
     def preview(self, train_views: torch.Tensor, test_views: torch.Tensor, device) -> np.ndarray:
         """The preview grid of a few train and test characters [N, D, C, H, W] (default: every view imputed)."""

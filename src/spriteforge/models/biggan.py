@@ -52,13 +52,13 @@ from spriteforge.models.blocks import frozen
 from spriteforge.models.cdcgan import view_labels
 from spriteforge.models.views import as_images
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss, orthogonal_regularization
-from spriteforge.options import option_name
+from spriteforge.options import Config, option_name
 
 SPECTRAL_EPS = 1e-4
 MAX_SIDE = 4096
 
 
-def spectral(layer: nn.Module) -> nn.Module:
+def spectral(layer: nn.Conv2d | nn.Linear | nn.Embedding) -> nn.Module:
     """Orthogonal initialisation, then spectral normalisation of the layer's weight."""
     nn.init.orthogonal_(layer.weight)
     return spectral_norm(layer, eps=SPECTRAL_EPS)
@@ -305,7 +305,7 @@ class BigGAN(SpriteModel):
                              "high (4, 4, 4 draw 64x64; 4, 3, 5 draw 128x96); set those instead"}
 
     @classmethod
-    def data_size(cls, config) -> tuple[int, int]:
+    def data_size(cls, config: Config) -> tuple[int, int]:
         """(height, width) = (base-height, base-width) × 2^upsample-layers."""
         for key in ("base_width", "base_height", "upsample_layers"):
             if config[key] < 1:
@@ -316,9 +316,8 @@ class BigGAN(SpriteModel):
                                    f"lower --upsample-layers or the base (at most {MAX_SIDE} a side)")
         return height, width
 
-    def __init__(self, config, domain_count, channels, image_size=None):
-        super().__init__(config, domain_count, channels, image_size)
-        self.image_size = self.data_size(config)
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int | tuple[int, int] | None = None):
+        super().__init__(config, domain_count, channels, self.data_size(config))
         layers = config.upsample_layers
         if not self.deep and config.latent < layers + 1:
             raise SpriteForgeError(f"--latent {config.latent} is too small: biggan splits z into upsample-layers + 1 = {layers + 1} chunks")

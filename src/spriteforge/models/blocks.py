@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
@@ -58,10 +59,15 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def tiled_one_hot(labels: torch.Tensor, classes: int, size: tuple[int, int]) -> torch.Tensor:
+def tiled_one_hot(labels: torch.Tensor, classes: int, size: tuple[int, ...]) -> torch.Tensor:
     """[B] class indices → [B, classes, H, W] one-hot planes, the usual way to condition a conv net."""
     one_hot = F.one_hot(labels, classes).to(torch.float32)
     return one_hot[:, :, None, None].expand(-1, -1, *size)
+
+
+def total(terms: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The sum of one or more loss terms, t0 + t1 + … (`sum` would start from the int 0 and type as int or tensor)."""
+    return sum(terms[1:], terms[0])
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -126,7 +132,7 @@ def update_moving_average(average: nn.Module, live: nn.Module, decay: float, upd
     used = min(decay, (1 + updates) / (10 + updates))
     for kept, current in zip(average.parameters(), live.parameters()):
         kept.mul_(used).add_(current, alpha=1 - used)
-    for kept, current in zip(average.buffers(), live.buffers()):
-        kept.copy_(current)
+    for kept_buffer, current_buffer in zip(average.buffers(), live.buffers()):
+        kept_buffer.copy_(current_buffer)
     return used
 

@@ -26,6 +26,7 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
 from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator, dcgan_init
 from spriteforge.models.views import as_images
+from spriteforge.options import Config
 
 
 class ViewGenerator(DCGenerator):
@@ -81,7 +82,7 @@ class ConditionalDCGAN(DCGAN):
         """No: a single folder of images has one class, and a view classifier over one class learns nothing."""
         return False
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         SpriteModel.__init__(self, config, domain_count, channels, image_size)
         if not 0 <= config.label_smoothing < 0.5:
             raise SpriteForgeError(f"--label-smoothing must be in [0, 0.5), got {config.label_smoothing}")

@@ -24,9 +24,9 @@ from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot
+from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot, total
 from spriteforge.models.views import check_four_views, guess_views, one_view_missing, sample_kept_views
-from spriteforge.options import BY_NAME
+from spriteforge.options import BY_NAME, Config
 from spriteforge.models.evaluation import missing_views_grid
 
 
@@ -117,6 +117,7 @@ class AffluentGenerator(nn.Module):
         if output != "image":  # the young model draws the trivial guess: no correction, or the guess picked
             nn.init.zeros_(self.to_image.weight)
         if select:
+            assert self.to_image.bias is not None  # bias=select
             with torch.no_grad():
                 self.to_image.bias[0] = GUESS_LOGIT
 
@@ -239,7 +240,10 @@ class CollaGAN(SpriteModel):
         "input-dropout": "conservative", "cycled-source-replacer": "forward", "target-prior": "none",
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    generator: AffluentGenerator
+    discriminator: CollaDiscriminator
+
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if image_size % 16:
             raise SpriteForgeError("collagan needs --image-size divisible by 16 (its encoders halve it 4 times)")
@@ -260,7 +264,8 @@ class CollaGAN(SpriteModel):
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
 
     # -- generation ------------------------------------------------------------------------------
-    def generate(self, views, kept, target, palette=None, temperature: float = 0.0, hard: bool = False, truth=None):
+    def generate(self, views: torch.Tensor, kept: torch.Tensor, target: torch.Tensor, palette: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 temperature: float = 0.0, hard: bool = False, truth: torch.Tensor | None = None):
         """G on views with every slot not `kept` zeroed, then (if given) the palette quantisation.
 
         With --target-prior baseline the target's slot, empty otherwise, holds the trivial guess of the
@@ -285,6 +290,7 @@ class CollaGAN(SpriteModel):
             if hard:
                 image = image.clamp(-1, 1)
         elif self.config.target_prior == "select":
+            assert guess is not None  # any prior but "none" draws the guess
             image = select_pixels(image, guess, inputs, kept, hard, truth)
             if truth is not None:
                 image, selection = image
@@ -301,11 +307,11 @@ class CollaGAN(SpriteModel):
         """Draw the targets; with --palette-quantization every pixel is a colour of the given views, or of
         `palette` ([K, C] in [-1, 1], e.g. from `translate --palette-from`) when one is forced."""
         if palette is not None:
-            palette = palette.to(views)
-            forced = (palette[None].expand(len(views), -1, -1), torch.ones(len(views), len(palette), dtype=torch.bool, device=views.device))
+            colours = palette.to(views)
+            forced = (colours[None].expand(len(views), -1, -1), torch.ones(len(views), len(colours), dtype=torch.bool, device=views.device))
             return self.generate(views, available, target, forced, hard=True)
-        palette = losses.palettes_of(views, available) if self.config.palette_quantization else None
-        return self.generate(views, available, target, palette, hard=True)
+        palettes = losses.palettes_of(views, available) if self.config.palette_quantization else None
+        return self.generate(views, available, target, palettes, hard=True)
 
     # -- training ------------------------------------------------------------------------------------
     def cycle_inputs(self, batch, kept, target, fake):
@@ -355,7 +361,7 @@ class CollaGAN(SpriteModel):
         rows = torch.arange(batch.shape[0], device=batch.device)
         real_target = batch[rows, target]
         temperature = temperature_at(config, progress)
-        palette = None
+        palette: tuple[torch.Tensor, torch.Tensor] | None = None
         if config.palette_quantization:  # the character's own colours, target included (as the original)
             palette = losses.palettes_of(batch, torch.ones_like(kept))
         selects = config.target_prior == "select"
@@ -393,6 +399,7 @@ class CollaGAN(SpriteModel):
         config, n = self.config, work.batch.shape[1]
         g_adversarial = g_domain = work.fake.new_zeros(())
         if work.judged:
+            assert work.cycled is not None and work.cycle_target is not None  # a judged step always cycles
             with frozen(self.discriminator):
                 fake_scores, fake_logits = self.discriminator(work.fake)
                 cycled_scores, cycled_logits = self.discriminator(work.cycled)
@@ -425,6 +432,7 @@ class CollaGAN(SpriteModel):
             if config.lambda_palette > 0:
                 coverage = losses.palette_coverage_loss(work.fake, *work.palette, work.temperature)
                 if work.cycles:
+                    assert work.cycle_palette is not None  # the cycle's share of `palette`
                     coverage = coverage + losses.palette_coverage_loss(work.cycled, *work.cycle_palette, work.temperature)
                 g_loss = g_loss + config.lambda_palette * coverage
                 result["generator/palette"] = coverage.item()
@@ -433,7 +441,7 @@ class CollaGAN(SpriteModel):
             g_loss = g_loss + config.lambda_histogram * histogram
             result["generator/histogram"] = histogram.item()
         if config.lambda_regularization > 0:
-            regularization = sum((kernel**2).sum() for kernel in self.generator.kernels())
+            regularization = total([(kernel**2).sum() for kernel in self.generator.kernels()])
             g_loss = g_loss + config.lambda_regularization * regularization
             result["generator/regularization"] = regularization.item()
         return g_loss
@@ -442,6 +450,7 @@ class CollaGAN(SpriteModel):
         """Discriminator, on the same generated images: real target and views vs fake and cycled."""
         batch = work.batch
         count, n = batch.shape[:2]
+        assert work.cycled is not None  # a judged step always cycles
         real_scores, _ = self.discriminator(work.real_target)
         fake_scores, _ = self.discriminator(work.fake.detach())
         source_scores, source_logits = self.discriminator(batch.flatten(0, 1))

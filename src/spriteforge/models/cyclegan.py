@@ -32,9 +32,9 @@ from torch import nn
 from spriteforge import imageio
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import frozen, init_normal, instance_norm
+from spriteforge.models.blocks import frozen, init_normal, instance_norm, total
 from spriteforge.models.pix2pix import PatchDiscriminator
-from spriteforge.options import BY_NAME, option_name
+from spriteforge.options import BY_NAME, Config, option_name
 
 SIZE_MULTIPLE = 4
 MIN_IMAGE_SIZE = 24
@@ -62,6 +62,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
 
         def conv(cin: int, cout: int, kernel: int, stride: int = 1, transposed: bool = False) -> list[nn.Module]:
+            layer: nn.Module
             if transposed:
                 layer = nn.ConvTranspose2d(cin, cout, kernel, stride, padding=1, output_padding=1, bias=False)
             else:
@@ -92,6 +93,8 @@ class ImagePool(nn.Module):
     def __init__(self, size: int, channels: int, image_size: int):
         super().__init__()
         self.size = size
+        self.images: torch.Tensor
+        self.count: torch.Tensor
         self.register_buffer("images", torch.zeros(size, channels, image_size, image_size))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
@@ -141,10 +144,10 @@ class CycleGAN(SpriteModel):
     data_kind = "unpaired-pictures"
 
     @classmethod
-    def check_data_config(cls, config):
+    def check_data_config(cls, config: Config) -> None:
         check_image_size(config.image_size)
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         check_image_size(image_size)
         if domain_count != 2:
@@ -192,7 +195,7 @@ class CycleGAN(SpriteModel):
         real_a, real_b = batch[:, 0], batch[:, 1]
         with frozen(self.discriminator_b, self.discriminator_a):
             terms, fake_b, fake_a = self.generator_losses(real_a, real_b)
-        g_loss = sum(terms.values())
+        g_loss = total(list(terms.values()))
         self.optimize("generators", g_loss)
 
         d_b = 0.5 * (lsgan(self.discriminator_b(real_b), True) + lsgan(self.discriminator_b(self.pool_b.query(fake_b)), False))

@@ -16,6 +16,7 @@ Fixed relative to the TinyHero notebook:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen
 from spriteforge.models.views import as_images
+from spriteforge.options import Config
 
 WEIGHT_CLIP = 0.01
 
@@ -88,14 +90,15 @@ class DCDiscriminator(nn.Module):
         for index in range(stages):
             layers.append(nn.Conv2d(cin, width, 4, 2, 1, bias=norm == "none"))
             if index > 0 and norm != "none":
-                layers.append({"batch": nn.BatchNorm2d, "layer": lambda w: nn.GroupNorm(1, w),
-                               "instance": lambda w: nn.GroupNorm(w, w)}[norm](width))
+                norms: dict[str, Callable[[int], nn.Module]] = {
+                    "batch": nn.BatchNorm2d, "layer": lambda w: nn.GroupNorm(1, w), "instance": lambda w: nn.GroupNorm(w, w)}
+                layers.append(norms[norm](width))
             layers.append(nn.LeakyReLU(0.2, True))
             if index in (0, 2) and dropout > 0:
                 layers.append(nn.Dropout(dropout))
             cin, width = width, width * 2
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(cin, 1, 4, 1, 0, bias=False)
+        self.head: nn.Module = nn.Conv2d(cin, 1, 4, 1, 0, bias=False)  # the autoencoder's encoder replaces it
         self.width = cin
         dcgan_init(self)
 
@@ -111,7 +114,7 @@ class DCGAN(SpriteModel):
     # no moving average of G (the notebook had none; --ema-decay 0.999 turns one on).
     defaults = {"latent": 84, "feature-maps": 48, "lr": 2e-4, "batch": 16, "lr-decay": "none", "d-steps": 1, "ema-decay": 0.0}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if not 0 <= config.label_smoothing < 0.5:
             raise SpriteForgeError(f"--label-smoothing must be in [0, 0.5), got {config.label_smoothing}")

@@ -30,15 +30,23 @@ from torch import nn
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import frozen
+from spriteforge.models.blocks import frozen, total
 from spriteforge.models.evaluation import test_image_grid
 from spriteforge.models.munit_blocks import (
     STYLE_SIZE, ContentEncoder, Decoder, MultiScaleDiscriminator, StyleEncoder, kernel_squares, lsgan_loss, per_domain,
 )
 from spriteforge.models.views import best_sources, one_view_missing
+from spriteforge.options import Config
 
 
-class MunitGenerator(nn.Module):
+class StyleGenerator(nn.Module):
+    """A generator with a style code: per view a style encoder and a decoder (MUNIT's and ReMIC's)."""
+
+    style_encoders: nn.ModuleList
+    decoders: nn.ModuleList
+
+
+class MunitGenerator(StyleGenerator):
     """Everything `translate` needs: per view a content encoder, a style encoder and a decoder."""
 
     def __init__(self, channels: int, domains: int, width: int):
@@ -63,7 +71,10 @@ class MUNIT(SpriteModel):
         "lr": 1e-4, "lr-decay": "step", "batch": 16,
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    generator: StyleGenerator
+    discriminator: nn.ModuleList
+
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if config.adv != "lsgan":
             raise SpriteForgeError(f"--adv {config.adv}: {self.name} trains with the lsgan loss only (r3gan is not implemented for it)")
@@ -78,13 +89,19 @@ class MUNIT(SpriteModel):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
 
-    def build_generator(self, channels: int, domains: int, width: int) -> nn.Module:
+    @property
+    def munit_generator(self) -> MunitGenerator:
+        """The generator with one content encoder per view (MUNIT's own; ReMIC overrides what reads it)."""
+        assert isinstance(self.generator, MunitGenerator)
+        return self.generator
+
+    def build_generator(self, channels: int, domains: int, width: int) -> StyleGenerator:
         return MunitGenerator(channels, domains, width)
 
     # -- training ------------------------------------------------------------------------------------
     def train_step(self, batch, step, progress):
         config = self.config
-        generator = self.generator
+        generator = self.munit_generator
         domains = batch.shape[1]
         images = batch.transpose(0, 1)  # [D, B, C, H, W]
         shift = int(torch.randint(1, domains, ()))
@@ -121,7 +138,7 @@ class MUNIT(SpriteModel):
         """
         config = self.config
         domains = len(fake)
-        result = {f"generator/{name}": (sum(values) / domains).item() for name, values in terms.items()}
+        result = {f"generator/{name}": (total(values) / domains).item() for name, values in terms.items()}
         if config.lambda_regularization > 0:
             regularization = kernel_squares(self.generator)
             g_loss = g_loss + config.lambda_regularization * regularization
@@ -130,8 +147,8 @@ class MUNIT(SpriteModel):
 
         real_terms = [lsgan_loss(self.discriminator[d](real[d]), 1.0, None if real_weights is None else real_weights[d]) for d in range(domains)]
         fake_terms = [lsgan_loss(self.discriminator[d](fake[d].detach()), 0.0) for d in range(domains)]
-        d_loss = sum(real_terms) + sum(fake_terms)
-        result.update({"discriminator/real": (sum(real_terms) / domains).item(), "discriminator/fake": (sum(fake_terms) / domains).item(),
+        d_loss = total(real_terms) + total(fake_terms)
+        result.update({"discriminator/real": (total(real_terms) / domains).item(), "discriminator/fake": (total(fake_terms) / domains).item(),
                        "discriminator/total": self.optimize("discriminator", d_loss)})
         return result
 
@@ -144,7 +161,7 @@ class MUNIT(SpriteModel):
         rows = torch.arange(len(views), device=views.device)
         source = best_sources(available, target, self.domain_count)
         images = views[rows, source]
-        content = per_domain(self.generator.content_encoders, source, images)
+        content = per_domain(self.munit_generator.content_encoders, source, images)
         if style is None:
             style = per_domain(self.generator.style_encoders, target, images)
         return per_domain(self.generator.decoders, target, content, style.to(views).expand(len(views), -1))
@@ -167,7 +184,7 @@ class MUNIT(SpriteModel):
 class WithStyle:
     """A style model seen through `impute(views, available, target)` with one fixed style (for picture grids)."""
 
-    def __init__(self, model: SpriteModel, style: torch.Tensor):
+    def __init__(self, model: MUNIT, style: torch.Tensor):
         self.model, self.style = model, style
 
     def can_impute(self, available, target):

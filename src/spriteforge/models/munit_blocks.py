@@ -15,7 +15,7 @@ from torch import nn
 
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
-from spriteforge.models.blocks import instance_norm
+from spriteforge.models.blocks import instance_norm, total
 
 STYLE_SIZE = 8
 """Length of a style code (MUNIT's default, the reference's too)."""
@@ -42,7 +42,8 @@ def init_he(module: nn.Module) -> None:
 
 def kernel_squares(module: nn.Module) -> torch.Tensor:
     """Σw² over every conv and dense kernel: the L2 weight-decay term (its coefficient is the effective one)."""
-    return sum((layer.weight**2).sum() for layer in module.modules() if isinstance(layer, (nn.Conv2d, nn.Linear)))
+    squares = [(layer.weight**2).sum() for layer in module.modules() if isinstance(layer, (nn.Conv2d, nn.Linear))]
+    return total(squares)
 
 
 class ResidualBlock(nn.Module):
@@ -51,7 +52,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, norm: bool = True):
         super().__init__()
-        layers = [reflect_conv(channels, channels, 3, padding=1, bias=False)]
+        layers: list[nn.Module] = [reflect_conv(channels, channels, 3, padding=1, bias=False)]
         layers += [instance_norm(channels)] if norm else []
         layers += [nn.ReLU(), reflect_conv(channels, channels, 3, padding=1, bias=False)]
         layers += [instance_norm(channels)] if norm else []
@@ -186,7 +187,8 @@ class MultiScaleDiscriminator(nn.Module):
             for layer in layers:
                 if isinstance(layer, nn.Conv2d):
                     nn.init.normal_(layer.weight, 0.0, 0.02)
-                    nn.init.zeros_(layer.bias)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
             init_he(head)
             self.scales.append(nn.Sequential(*layers, head))
         self.pool = nn.AvgPool2d(3, stride=2)
@@ -203,23 +205,21 @@ class MultiScaleDiscriminator(nn.Module):
 def lsgan_loss(maps: list[torch.Tensor], label: float, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Σ over scales of the mean (D(x) − label)²; with `weights` [B] a weighted mean over examples
     (ReMIC masks out the views it did not see), 0 when every weight is 0."""
-    total = 0.0
+    terms = []
     for scores in maps:
         per_example = ((scores - label) ** 2).flatten(1).mean(1)
-        if weights is None:
-            total = total + per_example.mean()
-        else:
-            total = total + (per_example * weights).sum() / distributed.count_per_rank(weights.sum()).clamp_min(1)
-    return total
+        terms.append(per_example.mean() if weights is None else (per_example * weights).sum() / distributed.count_per_rank(weights.sum()).clamp_min(1))
+    return total(terms)
 
 
 def per_domain(networks: nn.ModuleList, domain: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
     """Apply `networks[domain[i]]` to row i of the inputs (one call per distinct domain)."""
-    output = None
+    output: torch.Tensor | None = None
     for value in domain.unique().tolist():
         rows = (domain == value).nonzero().squeeze(1)
         result = networks[value](*(tensor[rows] for tensor in inputs))
         if output is None:
             output = result.new_empty((len(domain), *result.shape[1:]))
         output[rows] = result
+    assert output is not None, "per_domain needs at least one row"
     return output

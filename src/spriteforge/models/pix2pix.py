@@ -26,6 +26,7 @@ from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, init_normal, instance_norm
 from spriteforge.models.views import source_order
+from spriteforge.options import Config
 
 DOWN_WIDTHS = (64, 128, 256, 512, 512, 512)
 UP_WIDTHS = (512, 512, 256, 128, 64, 64)
@@ -43,7 +44,7 @@ class UNetGenerator(nn.Module):
         self.downs = nn.ModuleList()
         cin = channels
         for index, width in enumerate(DOWN_WIDTHS):
-            layers = [nn.Conv2d(cin, width, 4, 2, 1, bias=False)]
+            layers: list[nn.Module] = [nn.Conv2d(cin, width, 4, 2, 1, bias=False)]
             if 0 < index < len(DOWN_WIDTHS) - 1:  # not on the 1×1 bottleneck, where it would output a constant
                 layers.append(instance_norm(width))
             layers.append(nn.LeakyReLU(0.3))
@@ -84,7 +85,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, channels: int, conditional: bool = True, width: int = 64, in_channels: int | None = None):
         super().__init__()
-        layers, cin = [], in_channels or (2 if conditional else 1) * channels
+        layers: list[nn.Module] = []
+        cin = in_channels or (2 if conditional else 1) * channels
         for index, (multiple, stride) in enumerate(((1, 2), (2, 2), (4, 2), (8, 1))):
             width_here = multiple * width
             layers.append(nn.Conv2d(cin, width_here, 4, stride, 1, bias=index == 0))
@@ -106,7 +108,7 @@ class Pix2Pix(SpriteModel):
     # λl1 100 and lr 2e-4 as in Isola et al. (the reference records no other configuration).
     defaults = {"lambda-l1": 100.0, "lr": 2e-4}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         self.source, self.target = self.view_pair(config)
         self.generator = UNetGenerator(channels, image_size)
@@ -114,7 +116,7 @@ class Pix2Pix(SpriteModel):
         self.make_optimizer("generator", self.generator, config.lr)
         self.make_optimizer("discriminator", self.discriminator, config.lr * config.ttur)
 
-    def view_pair(self, config) -> tuple[int, int]:
+    def view_pair(self, config: Config) -> tuple[int, int]:
         """The (source, target) domain indices this model learns, from --source and --target."""
         domains = list(config.domains)
         for flag in ("source", "target"):
@@ -193,9 +195,13 @@ class PairModels(nn.Module):
         self.domain_count = models[0].domain_count
         self.image_size = models[0].image_size  # what `api.Model` reads of every network
 
+    def pair_models(self) -> list[Pix2Pix]:
+        """The pair models, in the order given (typed: `self.models` is a ModuleList)."""
+        return [model for model in self.models if isinstance(model, Pix2Pix)]
+
     def choose(self, available_row: list[bool], target: int) -> int | None:
         for source in source_order(target, self.domain_count):
-            for index, model in enumerate(self.models):
+            for index, model in enumerate(self.pair_models()):
                 if model.source == source and model.target == target and available_row[source]:
                     return index
         return None
@@ -211,8 +217,8 @@ class PairModels(nn.Module):
             pick = self.choose(given, wanted)
             if pick is None:
                 names = self.config.domains
-                pairs = ", ".join(f"{names[m.source]}→{names[m.target]}" for m in self.models)
+                pairs = ", ".join(f"{names[m.source]}→{names[m.target]}" for m in self.pair_models())
                 raise SpriteForgeError(f"no pix2pix model here draws the {names[wanted]} view from the given views (pairs: {pairs})")
-            model = self.models[pick]
+            model = self.pair_models()[pick]
             outputs.append(model.generator(views[row : row + 1, model.source]))
         return torch.cat(outputs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from spriteforge.models.pix2pix import DOWN_WIDTHS, Pix2Pix, check_unet_size
+from spriteforge.options import Config
 
 
 class Pix2PixPairs(Pix2Pix):
@@ -22,10 +23,10 @@ class Pix2PixPairs(Pix2Pix):
     data_kind = "paired-pictures"
 
     @classmethod
-    def check_data_config(cls, config):
+    def check_data_config(cls, config: Config) -> None:
         check_unet_size(config.image_size)
 
-    def view_pair(self, config) -> tuple[int, int]:
+    def view_pair(self, config: Config) -> tuple[int, int]:
         return 0, 1  # pictures → pixel art
 
     @torch.no_grad()

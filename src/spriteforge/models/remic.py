@@ -35,13 +35,13 @@ from spriteforge import distributed
 from spriteforge.models.blocks import frozen
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.views import sample_kept_views
-from spriteforge.models.munit import MUNIT
+from spriteforge.models.munit import MUNIT, StyleGenerator
 from spriteforge.models.munit_blocks import STYLE_SIZE, ContentEncoder, Decoder, StyleEncoder, lsgan_loss, per_domain
 
 STYLE_RESIDUAL_BLOCKS = 4
 
 
-class RemicGenerator(nn.Module):
+class RemicGenerator(StyleGenerator):
     """Everything `translate` needs: the unified content encoder, per view a style encoder and a decoder."""
 
     def __init__(self, channels: int, domains: int, width: int):
@@ -70,7 +70,13 @@ class ReMIC(MUNIT):
         "lambda-regularization": 1e-7, "lr": 1e-4, "lr-decay": "none", "batch": 16,
     }
 
-    def build_generator(self, channels, domains, width):
+    @property
+    def remic_generator(self) -> RemicGenerator:
+        """The generator with one content encoder for all views."""
+        assert isinstance(self.generator, RemicGenerator)
+        return self.generator
+
+    def build_generator(self, channels: int, domains: int, width: int) -> StyleGenerator:
         return RemicGenerator(channels, domains, width)
 
     def hide_views(self, count: int, device, progress: float) -> torch.Tensor:
@@ -84,7 +90,7 @@ class ReMIC(MUNIT):
 
     def train_step(self, batch, step, progress):
         config = self.config
-        generator = self.generator
+        generator = self.remic_generator
         count, domains = batch.shape[:2]
         kept = self.hide_views(count, batch.device, progress)
         weights = kept.t().to(batch.dtype)  # [D, B]
@@ -122,7 +128,7 @@ class ReMIC(MUNIT):
         style encoder applied to its (empty) slot, as the original evaluated, else `style` ([1 or B, 8])."""
         rows = torch.arange(len(views), device=views.device)
         visible = views * available[:, :, None, None, None].to(views.dtype)
-        content = self.generator.content(visible)
+        content = self.remic_generator.content(visible)
         if style is None:
             style = per_domain(self.generator.style_encoders, target, visible[rows, target])
         return per_domain(self.generator.decoders, target, content, style.to(views).expand(len(views), -1))

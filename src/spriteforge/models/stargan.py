@@ -18,6 +18,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
 from spriteforge.models.views import best_sources
+from spriteforge.options import Config
 
 
 class StarGenerator(nn.Module):
@@ -52,6 +53,7 @@ class StarGenerator(nn.Module):
         size = image.shape[-2:]
         parts = [image, tiled_one_hot(target, self.domains, size)]
         if self.source_aware:
+            assert source is not None, "a source-domain-aware generator needs the source domains"
             parts.append(tiled_one_hot(source, self.domains, size))
         return self.layers(torch.cat(parts, dim=1))
 
@@ -74,6 +76,7 @@ class StarDiscriminator(nn.Module):
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None):
         if self.conditional:
+            assert condition is not None, "a conditional discriminator needs the source image"
             image = torch.cat([image, condition], dim=1)
         features = self.body(image)
         return self.patch(features), self.classes(features).flatten(1)
@@ -97,7 +100,7 @@ class PairedStarGAN(SpriteModel):
         "lambda-reconstruction": 10.0, "lambda-gp": 10.0, "lr": 2e-4, "d-steps": 1,
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if config.generator not in ("resnet", ""):
             raise SpriteForgeError(f"--generator {config.generator}: StarGAN's generator is always 'resnet'")

@@ -19,6 +19,7 @@ import torch
 
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.stargan import PairedStarGAN
+from spriteforge.options import Config
 
 
 class UnpairedStarGAN(PairedStarGAN):
@@ -33,7 +34,7 @@ class UnpairedStarGAN(PairedStarGAN):
         "lambda-reconstruction": 10.0, "lambda-gp": 10.0, "lr": 1e-4, "d-steps": 5,
     }
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         if config.batch < 2:
             raise SpriteForgeError("stargan-unpaired needs --batch 2 or more: its real targets come from other characters of the batch")
         super().__init__(config, domain_count, channels, image_size)

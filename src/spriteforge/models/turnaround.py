@@ -26,6 +26,7 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.views import check_four_views
+from spriteforge.options import Config
 
 LEVELS = 4
 # Candidates per pixel of a view: 0 empty, 1 drawn, 2..2+D the views as they are, then mirrored.
@@ -141,7 +142,7 @@ class Turnaround(SpriteModel):
     defaults = {"capacity": 2, "lambda-l1": 1.0, "generator-blocks": 2, "lr": 1e-3, "beta1": 0.9, "beta2": 0.99,
                 "batch": 16, "lr-decay": "constant-then-linear"}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         check_four_views(domain_count, "turnaround")
         if channels != 4:

@@ -20,6 +20,7 @@ from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import frozen, gradient_penalty
 from spriteforge.models.dcgan import DCGAN, DCDiscriminator, DCGenerator
 from spriteforge.models.views import as_images
+from spriteforge.options import Config
 
 
 class WGANGP(DCGAN):
@@ -28,7 +29,7 @@ class WGANGP(DCGAN):
     defaults = {"latent": 84, "feature-maps": 48, "lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "batch": 16,
                 "lr-decay": "none", "d-steps": 5, "lambda-gp": 10.0, "critic-norm": "layer", "ema-decay": 0.0}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         SpriteModel.__init__(self, config, domain_count, channels, image_size)
         self.latent_size = config.latent
         self.generator = DCGenerator(config.latent, channels, image_size, config.feature_maps)

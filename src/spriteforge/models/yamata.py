@@ -25,7 +25,7 @@ from spriteforge.models.blocks import ResidualBlock, SelfAttention, frozen, init
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.pix2pix import PatchDiscriminator
 from spriteforge.models.views import one_view_missing, sample_kept_views
-from spriteforge.options import option_name
+from spriteforge.options import Config, option_name
 
 LEVELS = 4  # feature scales 64², 32², 16², 8² (for 64×64 sprites); the bottleneck is the last
 INFERENCE_NOISE_SEED = 0
@@ -130,7 +130,7 @@ class Yamata(SpriteModel):
     defaults = {"capacity": 1, "latent": 128, "lambda-adversarial": 1.0, "lambda-l1": 100.0, "lambda-l1-given": 0.0,
                 "input-dropout": "conservative"}
 
-    def __init__(self, config, domain_count, channels, image_size):
+    def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
         if image_size % 2 ** (LEVELS - 1):
             raise SpriteForgeError(f"yamata needs --image-size divisible by {2 ** (LEVELS - 1)} (it halves it {LEVELS - 1} times), not {image_size}")

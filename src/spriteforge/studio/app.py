@@ -65,6 +65,11 @@ class Models:
         return self.loaded[location]
 
 
+def upload_name(upload: UploadFile | None) -> str:
+    """The file name an upload came with ("" for none)."""
+    return (upload.filename or "") if upload is not None else ""
+
+
 async def read_upload(upload: UploadFile | None, what: str) -> bytes | None:
     if upload is None or not upload.filename:
         return None
@@ -149,23 +154,23 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
                     front: UploadFile | None = File(None), right: UploadFile | None = File(None),
                     sheet: UploadFile | None = File(None), palette: UploadFile | None = File(None)):
         zoom = max(1, min(zoom, 16))
-        given = {name: (await read_upload(upload, f"{name} view"), upload.filename if upload else "")
-                 for name, upload in (("back", back), ("left", left), ("front", front), ("right", right))}
-        given = {name: value for name, value in given.items() if value[0] is not None}
+        uploads = {name: (await read_upload(upload, f"{name} view"), upload_name(upload))
+                   for name, upload in (("back", back), ("left", left), ("front", front), ("right", right))}
+        given = {name: (data, filename) for name, (data, filename) in uploads.items() if data is not None}
         sheet_data = await read_upload(sheet, "sprite sheet")
         palette_data = await read_upload(palette, "palette")
         if sheet_data is not None and given:
             raise SpriteForgeError("upload one sprite sheet or separate views, not both")
         if sheet_data is None and not given:
             raise SpriteForgeError("upload 1 to 3 views (or one sprite sheet with empty cells for the views to draw)")
-        colours = palette_colours(palette_data, palette.filename if palette else "")
+        colours = palette_colours(palette_data, upload_name(palette))
         with models.lock:
             loaded = models.get(model_path.strip() or model)
             if not loaded.imputes:
                 raise SpriteForgeError(f"{loaded.kind} draws new characters; pick it in New characters, and an imputation model here")
-            size = loaded.image_size
+            size = loaded.side
             if sheet_data is not None:
-                _, cells, available = with_file(sheet_data, sheet.filename, lambda path: read_batch_input(path, list(loaded.views), size))
+                _, cells, available = with_file(sheet_data, upload_name(sheet), lambda path: read_batch_input(path, list(loaded.views), size))
                 characters = [{name: cells[row, index] for index, name in enumerate(loaded.views) if available[row, index]}
                               for row in range(len(cells))]
             else:
@@ -208,8 +213,8 @@ def build_app(model: str = "default", sampler: str | None = None) -> FastAPI:
         if not 1 <= size <= 1024 or not 1 <= colours <= 255:
             raise SpriteForgeError(f"size must be 1 to 1024 and colours 1 to 255 (got {size}, {colours})")
         cell = int(pixel_size) if pixel_size.strip().isdigit() and int(pixel_size) > 0 else None
-        colour_list = palette_colours(await read_upload(palette, "palette"), palette.filename if palette else "")
-        source = picture(data, picture_file.filename)
+        colour_list = palette_colours(await read_upload(palette, "palette"), upload_name(palette))
+        source = picture(data, upload_name(picture_file))
         art = api.as_rgba(api.pixelate(source, size=size, colours=colours, palette=colour_list, pixel_size=cell, outline=outline,
                                        clean=clean, background="auto" if background else None))
         zoom = max(1, min(zoom, 16))

@@ -43,7 +43,7 @@ def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
         tensor = tensors[key].detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         if tensor.numel():
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]  # numpy's stubs give ndarray the buffer protocol only for Python 3.12+
     return "sha256:" + digest.hexdigest()
 
 

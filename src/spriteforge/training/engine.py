@@ -18,11 +18,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tomli_w
 import torch
-from filelock import FileLock, Timeout
+from filelock import BaseFileLock, FileLock, Timeout
 from tqdm import tqdm
 
 from spriteforge import __version__, distributed, imageio
@@ -44,6 +45,9 @@ from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
 EVALUATION_LIMIT = 500
 
 
@@ -63,7 +67,7 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
-        self.previous: dict[int, object] = {}
+        self.previous: dict[int, Any] = {}  # the handlers signal.signal replaced
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -91,7 +95,7 @@ def pick_device(config: Config) -> torch.device:
     return device
 
 
-def build_model(config: Config, domain_count: int, channels: int, image_size: int, device="cpu") -> SpriteModel:
+def build_model(config: Config, domain_count: int, channels: int, image_size: int | tuple[int, int], device: torch.device | str = "cpu") -> SpriteModel:
     model = model_class(config.model)(config, domain_count, channels, image_size)
     return model.to(device)
 
@@ -177,9 +181,11 @@ class Trainer:
                                    f"lower --batch to at most {len(self.data.train)}")
         if len(self.data.domains) == 1 and not model_type.accepts_single_folder():
             refuse_single_folder(config.model, "+".join(self.data.sources))
-        if config.steps is None:
-            config["steps"] = math.ceil(config.epochs * len(self.data.train) / config.batch) if config.epochs else DEFAULT_STEPS
-        self.total_steps = config.steps
+        total_steps = config.steps
+        if total_steps is None:
+            total_steps = math.ceil(config.epochs * len(self.data.train) / config.batch) if config.epochs else DEFAULT_STEPS
+            config["steps"] = total_steps
+        self.total_steps = total_steps
         self.channels = config.output_channels
         torch.manual_seed(config.seed)  # the initial weights are part of the run's determinism
         self.model = build_model(config, len(self.data.domains), self.channels, image_size, self.device)
@@ -197,7 +203,7 @@ class Trainer:
         self.precision = config.get("precision", "32")
         self.model.use_grad_scalers(self.device if self.precision == "16-mixed" else None)
         self.state = RunState()
-        self.lock = None
+        self.lock: BaseFileLock | None = None
         if resume is not None:
             self.folder = RunFolder(resume)
             self.run_dir = self.folder.path
@@ -214,8 +220,14 @@ class Trainer:
             self._write_run_files(command_line)
         distributed.broadcast_state(self.model)  # every rank starts from rank 0's weights (equal anyway: same seed)
         self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
-        self.writer = None
-        self.fid_extractor = None
+        self.writer: SummaryWriter | None = None
+        self.fid_extractor: InceptionFeatures | None = None
+
+    @property
+    def tensorboard(self) -> SummaryWriter:
+        """The run's TensorBoard writer (`run` opens it)."""
+        assert self.writer is not None, "TensorBoard is written while `run` trains"
+        return self.writer
 
     # -- run folder -------------------------------------------------------------------------------
     def _shared_new_run_folder(self) -> RunFolder:
@@ -327,7 +339,7 @@ class Trainer:
         if not self.is_main:
             self.saved_step = self.state.step
             return self.folder.latest
-        extra = {
+        extra: dict[str, Any] = {
             "best_validation": self.state.best_validation, "best_step": self.state.best_step,
             "evaluations_without_improvement": self.state.evaluations_without_improvement,
             "history": self.state.history,
@@ -370,7 +382,7 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------------
     def batch(self, step: int) -> torch.Tensor:
         if self.train_images is None:
-            images = self.data.batch_images(step, self.config.batch, self.config.seed)
+            images = self.data.batch_images(step, self.config.batch, self.config.seed)  # type: ignore[union-attr]  # data without it has train_images
         else:
             images = self.train_images[batch_indices(step, self.config.batch, len(self.train_images), self.config.seed)]
         images = images.float().movedim(-1, -3)  # [B, D, 4, H, W], 0..255
@@ -438,8 +450,8 @@ class Trainer:
                               file=sys.stderr, flush=True)
                     if self.writer is not None and (done % log_every == 0 or done == 1):
                         for key, value in losses.items():
-                            self.writer.add_scalar(key, value, done)
-                        self.writer.add_scalar("learning-rate", learning_rate, done)
+                            self.tensorboard.add_scalar(key, value, done)
+                        self.tensorboard.add_scalar("learning-rate", learning_rate, done)
                         bar.set_postfix({k.split("/")[0][0] + ":" + k.split("/")[-1][:4]: f"{v:.3g}" for k, v in losses.items() if k.endswith("total") or k.endswith("l1")})
                     if not all(math.isfinite(v) for v in losses.values()):
                         raise self.diverged(done, "a loss is not finite")
@@ -493,21 +505,21 @@ class Trainer:
         self.model.eval()
         preview = self.model.preview(self.evaluation_set(self.data.train)[:3], self.evaluation_set(self.data.test)[:3], self.device)
         imageio.save_png(preview, self.folder.preview(step), scale=2)
-        self.writer.add_image("preview", preview, step, dataformats="HWC")
+        self.tensorboard.add_image("preview", preview, step, dataformats="HWC")
         if config.callback_debug_discriminator:
             self._debug_discriminator(step)
         stop = False
         record = {"step": step, **{k: round(v, 6) for k, v in losses.items()}}
         splits = {"train": self.data.train, "validation": self.data.validation, "test": self.data.test}
         for name, value in self.model.on_evaluation(lambda split: self.evaluation_set(splits[split]), self.device).items():
-            self.writer.add_scalar(name, value, step)
+            self.tensorboard.add_scalar(name, value, step)
             record[name] = round(value, 6)
         if config.callback_evaluate_l1:
             results = {}
             for split, characters in splits.items():
                 if len(characters):
                     results[split] = self.model.evaluation_l1(self.evaluation_set(characters), self.device, seed=config.seed)
-                    self.writer.add_scalar(f"l1-evaluation/{split}", results[split], step)
+                    self.tensorboard.add_scalar(f"l1-evaluation/{split}", results[split], step)
             record.update({f"l1/{k}": round(v, 6) for k, v in results.items()})
             selection = results.get("validation", None)
             if selection is not None:
@@ -546,7 +558,7 @@ class Trainer:
             else:
                 scores = evaluate_sample_fid(self.model, views, self.device, self.fid_extractor, seed=self.config.seed)
             for name, value in scores.items():
-                self.writer.add_scalar(f"{name}-evaluation/{split}", value, step)
+                self.tensorboard.add_scalar(f"{name}-evaluation/{split}", value, step)
                 results[f"{name}/{split}"] = round(float(value), 6)
         return results
 
@@ -563,7 +575,7 @@ class Trainer:
         """Restore the best generator (if any), write test images, exports and a summary."""
         config = self.config
         best_path = self.folder.best
-        summary = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1), "versions": versions()}
+        summary: dict[str, Any] = {"steps": self.state.step, "seconds_this_session": round(elapsed, 1), "versions": versions()}
         if self.state.history:
             summary["last_evaluation"] = self.state.history[-1]
         if best_path.exists():
@@ -594,7 +606,7 @@ class Trainer:
 
 def discriminator_debug_grid(real, fake, real_scores, fake_scores) -> np.ndarray:
     """Rows: real image, its score map, generated image, its score map (maps upscaled, grey)."""
-    def score_map(scores: torch.Tensor, size: int) -> np.ndarray:
+    def score_map(scores: torch.Tensor, size: tuple[int, ...]) -> np.ndarray:
         scores = scores[:, :1].float()
         low, high = scores.min(), scores.max()
         scaled = (scores - low) / (high - low + 1e-8) * 2 - 1
