@@ -17,6 +17,7 @@ import argparse
 import os
 import socket
 import time
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -90,7 +91,15 @@ def time_steps(model, images: torch.Tensor, steps: int, precision: str, device: 
 
 
 def peak_memory_mib(device: torch.device) -> float:
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_cpu_memory_mib()
+    """GPU: the peak allocated. CPU: this process's peak resident set (VmHWM: a spawned rank's own, where
+    getrusage's maximum would start from its parent's)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+    except (OSError, StopIteration, ValueError):
+        return peak_cpu_memory_mib()
 
 
 def _rank(rank: int, world: int, port: int, setting: dict, results) -> None:
