@@ -365,3 +365,39 @@ def test_interrupted_grid_continues_where_it_stopped(tmp_path, fake_python, monk
     later = calls(call_log)[2:]
     assert "--resume" in later[0] and len(later) == 3
     assert all(r["status"] == "done" for r in csv.DictReader(open(output / "results.csv")))
+
+
+def test_submitit_local_launcher_runs_cells_at_once(tmp_path, fake_python, monkeypatch, capsys):
+    """--launcher local --jobs 2: the cells run as submitit jobs on this machine, two at a time; state,
+    resume and the results table work as with the sequential runner."""
+    pytest.importorskip("submitit", reason="submitit is the optional [cluster] extra")
+    script, call_log = fake_python
+    output = tmp_path / "out"
+    grid_file = write_grid(tmp_path, SMALL.format(output=output))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_FAIL", "lambda-domain-10,capacity-2")
+    with pytest.raises(SystemExit):
+        main(["experiment", str(grid_file), "--python", str(script), "--launcher", "local", "--jobs", "2", "--only", "1-3"])
+    err = capsys.readouterr().err
+    assert err.count("as local job") == 3 and "1 of 3 runs failed" in err and "simulated crash" in err, err
+    state = json.loads((output / "state.json").read_text())["runs"]
+    assert sorted(entry["status"] for entry in state.values()) == ["done", "done", "failed"]
+    assert all(entry.get("job") for entry in state.values())
+    assert list((output / "submitit").iterdir())  # submitit's own job folder
+
+    monkeypatch.delenv("FAKE_FAIL")
+    main(["experiment", str(grid_file), "--python", str(script), "--launcher", "local", "--jobs", "2"])
+    captured = capsys.readouterr()
+    assert captured.err.count("finished before, skipped") == 2 and "resuming as local job" in captured.err
+    assert all(row["status"] == "done" for row in csv.DictReader(open(output / "results.csv")))
+    assert len(calls(call_log)) == 3 + 2  # the failed one resumed, the one not selected before trained
+
+
+def test_launcher_options_are_checked(tmp_path, capsys):
+    grid_file = write_grid(tmp_path, SMALL.format(output=tmp_path / "out"))
+    with pytest.raises(SystemExit):
+        main(["experiment", str(grid_file), "--jobs", "2"])
+    assert "--jobs, --gpus-per-run and --partition apply with --launcher local or slurm" in capsys.readouterr().err
+    assert runner.Launcher("slurm", gpus=2).command(["py", "-m", "spriteforge", "train", "collagan"]) == [
+        "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "spriteforge", "train", "collagan"]
+    assert runner.Launcher("local", gpus=1).command(["py", "-m", "spriteforge", "train", "x"]) == ["py", "-m", "spriteforge", "train", "x"]

@@ -625,8 +625,15 @@ def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, b
 @click.option("--output", "output", default=None, type=click.Path(file_okay=False), help="folder for logs, state and results (default: the grid's `output`)")
 @click.option("--evaluate", "evaluate_metrics", default=None, help="after each run, run `spriteforge evaluate` with these metrics (e.g. fid,l1)")
 @click.option("--python", "python", default=None, help="Python interpreter for the runs (default: this one)")
-def experiment(grid_file, dry_run, only, output, evaluate_metrics, python):
-    """Run a grid of trainings (GRID.toml) one after another, resumably, then tabulate their results."""
+@click.option("--launcher", default="sequential", show_default=True, type=click.Choice(["sequential", "local", "slurm"]),
+              help="sequential: one run after another here; local/slurm: through submitit, --jobs at once (pip install -e \".[cluster]\")")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 1024), help="runs at once with --launcher local or slurm")
+@click.option("--gpus-per-run", default=0, show_default=True, type=click.IntRange(0, 64),
+              help="GPUs each run gets with --launcher local/slurm; above 1 a run trains under torchrun, one process per GPU")
+@click.option("--time-limit", default=24 * 60, show_default=True, type=click.IntRange(1, 60 * 24 * 30), help="minutes a launched run may take")
+@click.option("--partition", default=None, help="Slurm partition (--launcher slurm)")
+def experiment(grid_file, dry_run, only, output, evaluate_metrics, python, launcher, jobs, gpus_per_run, time_limit, partition):
+    """Run a grid of trainings (GRID.toml) resumably, one after another or several at once (--launcher), then tabulate their results."""
     from spriteforge import experiment as runner
 
     grid = runner.read_grid(grid_file, output=output, python=python)
@@ -644,8 +651,14 @@ def experiment(grid_file, dry_run, only, output, evaluate_metrics, python):
             click.echo(f"warning: {error} (these runs would fail)", err=True)
         click.echo(f"{len(runs)} of {len(grid.runs)} runs; output in {grid.output}", err=True)
         return
+    if launcher == "sequential" and (jobs > 1 or gpus_per_run or partition):
+        raise SpriteForgeError("--jobs, --gpus-per-run and --partition apply with --launcher local or slurm")
+    if partition and launcher != "slurm":
+        raise SpriteForgeError("--partition applies with --launcher slurm")
     runner.validate(grid)
-    failed = runner.execute(grid, runs, python=python, echo=lambda line: click.echo(line, err=True), evaluate=evaluate_metrics)
+    launched = None if launcher == "sequential" else runner.Launcher(launcher, jobs=jobs, gpus=gpus_per_run, minutes=time_limit, partition=partition)
+    failed = runner.execute(grid, runs, python=python, echo=lambda line: click.echo(line, err=True), evaluate=evaluate_metrics,
+                            launcher=launched)
     csv_path, md_path, text = runner.write_results(grid)
     click.echo(text)
     click.echo(f"results: {csv_path} {md_path}", err=True)

@@ -452,12 +452,123 @@ def _last_error(log: Path) -> str:
 
 
 def execute(grid: Grid, runs: list[Run], python: str | None = None, echo: Callable[[str], None] = print,
-            evaluate: str | None = None) -> list[str]:
-    """Run the selected runs in order (skipping finished ones); returns the names of failed runs."""
+            evaluate: str | None = None, launcher: Launcher | None = None) -> list[str]:
+    """Run the selected runs (skipping finished ones): in order here, or several at once through `launcher`
+    (submitit: local processes or Slurm jobs). Returns the names of failed runs."""
     python = python or sys.executable
     evaluate = evaluate if evaluate is not None else grid.evaluate
     with _TerminateAsInterrupt():
-        return _execute(grid, runs, python, echo, evaluate)
+        if launcher is None:
+            return _execute(grid, runs, python, echo, evaluate)
+        return _execute_launched(grid, runs, python, echo, evaluate, launcher)
+
+
+@dataclass
+class Launcher:
+    """Where `experiment` runs its cells when not one after another here: submitit's `local` executor
+    (processes on this machine, `jobs` at once) or `slurm` (one job per cell, `jobs` queued at once).
+    `gpus` per cell; with more than one a cell trains under torchrun, one process per GPU."""
+
+    kind: str  # "local" or "slurm"
+    jobs: int = 1
+    gpus: int = 0
+    minutes: int = 24 * 60
+    partition: str | None = None
+
+    def executor(self, folder: Path):
+        try:
+            import submitit  # an optional extra: pip install -e ".[cluster]"
+        except ImportError:
+            raise SpriteForgeError(f"--launcher {self.kind} needs submitit: pip install -e \".[cluster]\"") from None
+        executor: Any
+        if self.kind == "local":
+            executor = submitit.LocalExecutor(folder=str(folder))
+            parameters: dict[str, Any] = {"timeout_min": self.minutes, "gpus_per_node": self.gpus, "tasks_per_node": 1, "nodes": 1}
+        else:
+            executor = submitit.SlurmExecutor(folder=str(folder))
+            parameters = {"time": self.minutes, "gpus_per_node": self.gpus, "ntasks_per_node": 1, "nodes": 1,
+                          "job_name": "spriteforge", "array_parallelism": self.jobs}
+            if self.partition:
+                parameters["partition"] = self.partition
+        executor.update_parameters(**parameters)
+        return executor
+
+    def command(self, command: list[str]) -> list[str]:
+        """A cell's command: as is, or under torchrun with one process per GPU (`python -m spriteforge` →
+        `python -m torch.distributed.run --standalone --nproc-per-node N -m spriteforge`)."""
+        if self.gpus <= 1 or command[1:3] != ["-m", "spriteforge"] or "train" not in command[3:4]:
+            return command
+        return [command[0], "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(self.gpus), *command[1:]]
+
+
+def run_cell(commands: list[list[str]], log: str) -> int:
+    """One cell inside a submitit job: its commands in order (train, then evaluate), output to `log`;
+    the first non-zero exit code, or 0."""
+    for command in commands:
+        code = _run_logged(command, Path(log))
+        if code != 0:
+            return code
+    return 0
+
+
+def _execute_launched(grid: Grid, runs: list[Run], python: str, echo: Callable[[str], None], evaluate: str | None,
+                      launcher: Launcher) -> list[str]:
+    """Submit the unfinished runs, at most `launcher.jobs` at once; this process alone writes state.json."""
+    state = State(grid.output / "state.json", grid.path)
+    executor = launcher.executor(grid.output / "submitit")
+    waiting: list[tuple[str, Run, str, list[list[str]]]] = []
+    active: dict[Any, tuple[str, Run, Path, float]] = {}
+    failed: list[str] = []
+    for position, run in enumerate(runs, 1):
+        prefix = f"[{position}/{len(runs)}] {run.name}"
+        current = status(run)
+        evaluated = (RunFolder(run.run_dir).evaluation / "grid" / "evaluation.json").is_file()
+        if current == "done" and (not evaluate or evaluated):
+            echo(f"{prefix}: finished before, skipped")
+            state.update(run, status="done")
+            continue
+        commands = [] if current == "done" else [launcher.command(resume_command(run, python) if current == "interrupted" else run.command)]
+        if evaluate and not evaluated:
+            commands.append(evaluate_command(run, python, evaluate))
+        waiting.append((prefix, run, current, commands))
+    try:
+        while waiting or active:
+            while waiting and len(active) < launcher.jobs:
+                prefix, run, current, commands = waiting.pop(0)
+                log = grid.output / "logs" / f"{run.log_name}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                job = executor.submit(run_cell, commands, str(log))
+                action = "evaluating" if current == "done" else "resuming" if current == "interrupted" else "training"
+                echo(f"{prefix}: {action} as {launcher.kind} job {job.job_id} (log: {log})")
+                state.update(run, status="running", command=shlex.join(commands[0]), log=str(log),
+                             started=time.strftime("%Y-%m-%d %H:%M:%S"), job=str(job.job_id))
+                active[job] = (prefix, run, log, time.time())
+            for job in [job for job in active if job.done()]:
+                prefix, run, log, started = active.pop(job)
+                seconds = round(time.time() - started, 1)
+                try:
+                    code = job.result()
+                except Exception as error:  # the job itself failed (killed, timed out, node lost)
+                    code, reason = -1, str(error).strip().splitlines()[-1][:300] if str(error).strip() else type(error).__name__
+                else:
+                    reason = _last_error(log)
+                if code != 0 or status(run) != "done":
+                    state.update(run, status="failed", returncode=code, seconds=seconds)
+                    echo(f"{prefix}: failed (exit {code}) after {seconds:.0f} s: {reason}")
+                    failed.append(run.name)
+                    continue
+                state.update(run, status="done", returncode=0, seconds=seconds, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+                echo(f"{prefix}: done in {seconds / 60:.1f} min")
+            if active:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        for job, (prefix, run, _, started) in active.items():
+            job.cancel(check=False)  # submitit interrupts the job; `train` saves its checkpoint on the signal
+            state.update(run, status="done" if status(run) == "done" else "interrupted", seconds=round(time.time() - started, 1))
+            echo(f"{prefix}: interrupted; run the same command again to continue where it stopped")
+        write_results(grid)
+        raise
+    return failed
 
 
 def _execute(grid: Grid, runs: list[Run], python: str, echo: Callable[[str], None], evaluate: str | None) -> list[str]:
