@@ -451,6 +451,18 @@ def _last_error(log: Path) -> str:
     return (errors or lines or [""])[-1][:300]
 
 
+def _record_outcome(state: State, run: Run, code: int, seconds: float, reason: str, prefix: str,
+                    echo: Callable[[str], None]) -> bool:
+    """Record how a run's training ended (failed unless it exited 0 and finished); True when it finished."""
+    if code != 0 or status(run) != "done":
+        state.update(run, status="failed", returncode=code, seconds=seconds)
+        echo(f"{prefix}: failed (exit {code}) after {seconds:.0f} s: {reason}")
+        return False
+    state.update(run, status="done", returncode=0, seconds=seconds, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    echo(f"{prefix}: done in {seconds / 60:.1f} min")
+    return True
+
+
 def execute(grid: Grid, runs: list[Run], python: str | None = None, echo: Callable[[str], None] = print,
             evaluate: str | None = None, launcher: Launcher | None = None) -> list[str]:
     """Run the selected runs (skipping finished ones): in order here, or several at once through `launcher`
@@ -552,13 +564,8 @@ def _execute_launched(grid: Grid, runs: list[Run], python: str, echo: Callable[[
                     code, reason = -1, str(error).strip().splitlines()[-1][:300] if str(error).strip() else type(error).__name__
                 else:
                     reason = _last_error(log)
-                if code != 0 or status(run) != "done":
-                    state.update(run, status="failed", returncode=code, seconds=seconds)
-                    echo(f"{prefix}: failed (exit {code}) after {seconds:.0f} s: {reason}")
+                if not _record_outcome(state, run, code, seconds, reason, prefix, echo):
                     failed.append(run.name)
-                    continue
-                state.update(run, status="done", returncode=0, seconds=seconds, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-                echo(f"{prefix}: done in {seconds / 60:.1f} min")
             if active:
                 time.sleep(0.5)
     except KeyboardInterrupt:
@@ -593,14 +600,9 @@ def _execute(grid: Grid, runs: list[Run], python: str, echo: Callable[[str], Non
                 write_results(grid)
                 echo(f"{prefix}: interrupted; run the same command again to continue where it stopped")
                 raise
-            seconds = round(time.time() - started, 1)
-            if code != 0 or status(run) != "done":
-                state.update(run, status="failed", returncode=code, seconds=seconds)
-                echo(f"{prefix}: failed (exit {code}) after {seconds:.0f} s: {_last_error(log)}")
+            if not _record_outcome(state, run, code, round(time.time() - started, 1), _last_error(log), prefix, echo):
                 failed.append(run.name)
                 continue
-            state.update(run, status="done", returncode=0, seconds=seconds, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-            echo(f"{prefix}: done in {seconds / 60:.1f} min")
         if evaluate and not (RunFolder(run.run_dir).evaluation / "grid" / "evaluation.json").is_file():
             echo(f"{prefix}: evaluating ({evaluate})")
             code = _run_logged(evaluate_command(run, python, evaluate), log)
