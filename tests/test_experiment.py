@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import socket
+import shutil
 import signal
 import stat
 import subprocess
@@ -401,3 +402,14 @@ def test_launcher_options_are_checked(tmp_path, capsys):
     assert runner.Launcher("slurm", gpus=2).command(["py", "-m", "spriteforge", "train", "collagan"]) == [
         "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "spriteforge", "train", "collagan"]
     assert runner.Launcher("local", gpus=1).command(["py", "-m", "spriteforge", "train", "x"]) == ["py", "-m", "spriteforge", "train", "x"]
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="this machine is a Slurm node")
+def test_slurm_launcher_off_a_cluster_is_one_line(tmp_path, capsys):
+    pytest.importorskip("submitit", reason="submitit is the optional [cluster] extra")
+    grid_file = write_grid(tmp_path, SMALL.format(output=tmp_path / "out"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", str(grid_file), "--launcher", "slurm"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: --launcher slurm:") and "use --launcher local" in err

@@ -497,7 +497,10 @@ class Launcher:
             executor = submitit.LocalExecutor(folder=str(folder))
             parameters: dict[str, Any] = {"timeout_min": self.minutes, "gpus_per_node": self.gpus, "tasks_per_node": 1, "nodes": 1}
         else:
-            executor = submitit.SlurmExecutor(folder=str(folder))
+            try:
+                executor = submitit.SlurmExecutor(folder=str(folder))
+            except RuntimeError as error:  # no srun/sbatch here
+                raise SpriteForgeError(f"--launcher slurm: {error} Run the grid on a Slurm login node, or use --launcher local") from None
             parameters = {"time": self.minutes, "gpus_per_node": self.gpus, "ntasks_per_node": 1, "nodes": 1,
                           "job_name": "spriteforge", "array_parallelism": self.jobs}
             if self.partition:
@@ -549,7 +552,13 @@ def _execute_launched(grid: Grid, runs: list[Run], python: str, echo: Callable[[
                 prefix, run, current, commands = waiting.pop(0)
                 log = grid.output / "logs" / f"{run.log_name}.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
-                job = executor.submit(run_cell, commands, str(log))
+                try:
+                    job = executor.submit(run_cell, commands, str(log))
+                except Exception as error:  # sbatch refused it (partition, limits, …): one line, the grid stops
+                    lines = str(error).strip().splitlines()
+                    state.update(run, status="failed", returncode=-1)
+                    raise SpriteForgeError(f"{run.name}: the {launcher.kind} launcher could not submit it "
+                                           f"({lines[-1][:300] if lines else type(error).__name__}); fix and run the same command again") from None
                 action = "evaluating" if current == "done" else "resuming" if current == "interrupted" else "training"
                 echo(f"{prefix}: {action} as {launcher.kind} job {job.job_id} (log: {log})")
                 state.update(run, status="running", command=shlex.join(commands[0]), log=str(log),
