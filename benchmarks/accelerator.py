@@ -23,7 +23,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import build, peak_cpu_memory_mib, synchronize
+from common import build, matmul_gflops, peak_cpu_memory_mib, synchronize
 
 from spriteforge import distributed
 from spriteforge.devices import autocast
@@ -42,20 +42,12 @@ def sprite_batch(batch: int, size: int, device: torch.device) -> torch.Tensor:
     return images.to(device)
 
 
-def matmul_peak(device: torch.device, precision: str, size: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of a square matmul at the precision's compute dtype on `device`, measured now."""
-    # CPUs without bf16 units emulate it slowly: there the fp32 matmul is the peak a bf16 step is set against
-    dtype = MATMUL_DTYPES[precision] if device.type == "cuda" else torch.float32
-    size = size if device.type == "cuda" else 1024
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
+def matmul_peak(device: torch.device, precision: str) -> float:
+    """FLOP/s of a square matmul at the precision's compute dtype on `device`, measured now. CPUs without
+    bf16 units emulate it slowly: there the fp32 matmul is the peak a bf16 step is set against."""
+    if device.type == "cuda":
+        return matmul_gflops(2048, 10, device, MATMUL_DTYPES[precision]) * 1e9
+    return matmul_gflops(1024, 10, device) * 1e9
 
 
 def make_model(name: str, capacity: int, size: int, device: torch.device, precision: str):

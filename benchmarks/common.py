@@ -65,12 +65,16 @@ def time_calls(call: Callable[[], object], repeats: int, device: torch.device) -
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
-    """This machine's fp32 matmul rate now (GFLOP/s) with the current thread count: the peak a step's
-    FLOP count is set against, measured in the same run because shared machines drift."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = 1024, repeats: int = 10, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul rate now (GFLOP/s) with the current thread count, on `device` in `dtype`: the
+    peak a step's FLOP count is set against, measured in the same run because shared machines drift."""
+    device = torch.device(device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
