@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from spriteforge import imageio
+from spriteforge.data.synthetic import generate_characters
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
@@ -102,22 +103,66 @@ def test_refuses_what_it_cannot_draw():
         make(lambda_gp=10.0)
 
 
-def _trainer(tmp_path, name):
+def test_critic_learns_and_teaches_the_generator():
+    """With the critic on: it trains on real and drawn views, its view head learns the real views on a
+    fixed batch, and its terms reach the generator (a different update than without them)."""
+    torch.manual_seed(0)
+    model = make(lr=2e-3, lambda_adversarial=1.0, lambda_domain=1.0)
+    plain = make(lr=2e-3)
+    plain.generator.load_state_dict(model.generator.state_dict())
+    assert not hasattr(plain, "discriminator") and set(model.optimizers) == {"generator", "discriminator"}
+    assert model.inference_networks == ("generator",)  # the critic never travels with packed weights
+    batch = torch.from_numpy(generate_characters(4, size=32)).float().movedim(-1, -3) / 127.5 - 1  # views that differ
+    critic_before = [p.clone() for p in model.discriminator.parameters()]
+    errors = []
+    for step in range(15):
+        torch.manual_seed(step % 2)
+        losses = model.train_step(batch, step, step / 15)
+        errors.append(losses["discriminator/real-view-error"])
+        assert all(math.isfinite(value) for value in losses.values())
+        if step == 0:
+            torch.manual_seed(0)
+            plain.train_step(batch, 0, 0.0)
+            assert not torch.equal(next(model.generator.parameters()), next(plain.generator.parameters()))
+    assert np.mean(errors[-3:]) < 0.7 * errors[0]
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, model.discriminator.parameters()))
+
+
+def _trainer(tmp_path, name, **given):
     config = resolve("turnaround", TURNAROUND.uses, TURNAROUND.defaults,
                      {"steps": 2, "evaluate_steps": 1, "batch": 2, "image_size": 32, "log_folder": str(tmp_path),
-                      "run_string": name, "callback_evaluate_l1": True, "capacity": 1, "save_model": True})
+                      "run_string": name, "callback_evaluate_l1": True, "capacity": 1, "save_model": True, **given})
     return Trainer(config, data=tiny_data())
 
 
-def test_resume_is_bit_identical(tmp_path):
-    straight = _trainer(tmp_path, "straight")
+@pytest.mark.parametrize("critic", [0.0, 0.5], ids=["plain", "critic"])
+def test_resume_is_bit_identical(tmp_path, critic):
+    straight = _trainer(tmp_path, "straight", lambda_adversarial=critic, lambda_domain=critic)
     straight.run()
-    interrupted = _trainer(tmp_path, "interrupted")
+    interrupted = _trainer(tmp_path, "interrupted", lambda_adversarial=critic, lambda_domain=critic)
     interrupted.run(stop_at=1)
     resumed = Trainer(interrupted.config, resume=interrupted.run_dir, data=tiny_data())
     resumed.run()
     a, b = _state(straight), _state(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_init_from_starts_with_the_trained_generator(tmp_path):
+    """--init-from loads the networks a model holds (a packed model: the generator), the critic starts afresh,
+    and a model of another kind or size is refused in one line."""
+    first = _trainer(tmp_path, "first")
+    first.run()
+    packed = tmp_path / "first.safetensors"
+    assert main_ok(["models", "pack", str(first.run_dir), str(packed)])
+    tuned = _trainer(tmp_path, "tuned", init_from=str(packed), lambda_adversarial=0.1)
+    trained, _ = load_for_inference(packed)
+    for key, value in trained.generator.state_dict().items():
+        assert torch.equal(tuned.model.generator.state_dict()[key], value), key
+    tuned.run()  # and it trains from there
+    with pytest.raises(SpriteForgeError, match="weights do not fit the generator"):
+        _trainer(tmp_path, "wider", init_from=str(packed), capacity=2)
+    with pytest.raises(SpriteForgeError, match="no such run folder or checkpoint"):
+        _trainer(tmp_path, "missing", init_from=str(tmp_path / "nothing"))
 
 
 def test_batch_translation_of_a_sheet_and_a_folder(tmp_path):

@@ -88,6 +88,8 @@ OPTIONS: list[Option] = [
     Option("steps", int, None, "training steps (default 10000; give steps or epochs, not both)", common=True, low=0, above=True),
     Option("epochs", int, None, "epochs (converted to steps through the train size)", common=True, low=0, above=True),
     Option("seed", int, 42, "random seed (training is deterministic on CPU for a given seed)", common=True),
+    Option("init-from", str, "", "start a new run from the networks of this model of the same kind and size (a run folder, "
+           "checkpoint or bundled name such as 'default'); networks it lacks and the optimisers start afresh", common=True),
     # monitoring and output
     Option("evaluate-steps", int, 1000, "interval of previews, evaluations and checkpoints", common=True, low=0, above=True),
     Option("checkpoint-steps", int, None, "interval of 'latest' checkpoints (default: --evaluate-steps)", common=True, low=0, above=True),
@@ -222,6 +224,7 @@ class Config(dict[str, Any]):
     steps: int | None
     epochs: int | None
     seed: int
+    init_from: str
     # monitoring and output
     evaluate_steps: int
     checkpoint_steps: int | None

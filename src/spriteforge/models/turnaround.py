@@ -12,6 +12,14 @@ every output pixel is a colour of the character and alpha is binary: pixel art b
 
 One U-Net over the stacked views (as is and mirrored) and their availability planes draws all four
 views at once, so a character costs one pass whatever is missing.
+
+Why an optional critic (`--lambda-adversarial`, `--lambda-domain`). Cross-entropy and L1 reward the
+average of what could be there, so a face drawn on a front seen only from the back comes out as a
+skin-coloured blur without eyes, and a side drawn from a front as a narrow blurred front. A small
+view-conditional patch discriminator (spectrally normalised, hinge loss, projection on the target
+view) and its own view head (trained on real views only, as in StarGAN) judge the drawn views as a
+whole: is this a plausible back, left, front or right? The generator sees them through a soft
+composition of its per-pixel choices, so its selections and drawn colours both learn from it.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
 from spriteforge.models.evaluation import missing_views_grid
+from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss
 from spriteforge.models.views import check_four_views
 from spriteforge.options import Config
 
@@ -90,6 +100,34 @@ class TurnaroundNet(nn.Module):
         return out[:, :, :-3], torch.tanh(out[:, :, -3:])
 
 
+class ViewCritic(nn.Module):
+    """One view [N, C, H, W] and the view it should be [N] → patch realism scores [N, h, w] and view logits [N, D].
+
+    Four spectrally normalised 4×4/3×3 convs (widths w·(1, 2, 4, 8)) to 1/8 size; the realism score of a
+    patch is a linear read-out plus the projection of its features on the target view's embedding
+    (Miyato & Koyama), and the view head reads the features map as a whole (trained on real views only).
+    """
+
+    def __init__(self, channels: int, domains: int, image_size: int, width: int = 32):
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        cin = channels
+        for index, w in enumerate(widths):
+            stride, kernel = (2, 4) if index < 3 else (1, 3)
+            layers += [spectral_norm(nn.Conv2d(cin, w, kernel, stride, padding=1)), nn.LeakyReLU(0.2)]
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.realism = spectral_norm(nn.Conv2d(cin, 1, 1))
+        self.embedding = spectral_norm(nn.Embedding(domains, cin))
+        self.view_head = nn.Linear(cin * (image_size // 8) ** 2, domains)  # where things are tells the view
+
+    def forward(self, images: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(images)
+        projection = (features * self.embedding(views)[:, :, None, None]).sum(1)
+        return self.realism(features)[:, 0] + projection, self.view_head(features.flatten(1))
+
+
 def candidates(views: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
     """[B, D, K, C, H, W]: for each view slot its candidates (empty, drawn, every view, every view mirrored).
     Views are RGBA (the model refuses RGB); drawn colours are opaque."""
@@ -138,9 +176,9 @@ class Turnaround(SpriteModel):
 
     name = "turnaround"
     evaluation_given_views = 1
-    uses = frozenset({"capacity", "lambda-l1", "generator-blocks"})
+    uses = frozenset({"capacity", "lambda-l1", "generator-blocks", "lambda-adversarial", "lambda-domain"})
     defaults = {"capacity": 2, "lambda-l1": 1.0, "generator-blocks": 2, "lr": 1e-3, "beta1": 0.9, "beta2": 0.99,
-                "batch": 16, "lr-decay": "constant-then-linear"}
+                "batch": 16, "lr-decay": "constant-then-linear", "lambda-adversarial": 0.0, "lambda-domain": 0.0}
 
     def __init__(self, config: Config, domain_count: int, channels: int, image_size: int):
         super().__init__(config, domain_count, channels, image_size)
@@ -153,6 +191,12 @@ class Turnaround(SpriteModel):
             raise SpriteForgeError(f"--capacity must be at least 1, got {config.capacity}")
         self.generator = TurnaroundNet(channels, domain_count, config.capacity, config.generator_blocks)
         self.make_optimizer("generator", self.generator, config.lr)
+        # Runs recorded before the critic existed lack these options: they trained without it.
+        self.lambda_adversarial = config.get("lambda_adversarial", 0.0)
+        self.lambda_domain = config.get("lambda_domain", 0.0)
+        if self.lambda_adversarial > 0 or self.lambda_domain > 0:
+            self.discriminator = ViewCritic(channels, domain_count, image_size)
+            self.make_optimizer("discriminator", self.discriminator, config.lr * config.get("ttur", 1.0))
         self.snap_drawn = True
 
     # -- inference --------------------------------------------------------------------------------
@@ -201,12 +245,42 @@ class Turnaround(SpriteModel):
         colour_error = (drawn - batch[:, :, :3]).abs().sum(2)
         drawing = (colour_error * needs_drawing).sum() / distributed.count_per_rank(needs_drawing.sum()).clamp_min(1) / 3
         loss = selection + self.config.lambda_l1 * drawing
+        critic_losses: dict[str, float] = {}
+        if hasattr(self, "discriminator"):
+            critic_term, critic_losses = self.critic_terms(batch, kept, log_p, candidates(inputs, drawn))
+            loss = loss + critic_term
         self.optimize("generator", loss)
         with torch.no_grad():
             accuracy = (targets.gather(2, log_p.argmax(2, keepdim=True)).squeeze(2))[missing].float().mean()
         return {"generator/selection": selection.item(), "generator/drawn-l1": drawing.item(),
                 "generator/drawn-share": needs_drawing.sum().item() / max(1, missing.sum().item()),
-                "generator/pixel-accuracy": accuracy.item(), "generator/total": loss.item()}
+                "generator/pixel-accuracy": accuracy.item(), "generator/total": loss.item(), **critic_losses}
+
+    def critic_terms(self, batch: torch.Tensor, kept: torch.Tensor, log_p: torch.Tensor,
+                     options: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Update the critic on the true views and the drawn ones; return the generator's critic term.
+
+        The drawn views are the soft composition of the per-pixel choices (probabilities × candidates),
+        so gradients reach both the choices and the drawn colours."""
+        count, domains = kept.shape
+        composed = (log_p.exp()[:, :, :, None] * options.float()).sum(2)  # [B, D, C, H, W]
+        slots = torch.arange(domains, device=batch.device).expand(count, domains)
+        drawn_views, drawn_labels = composed[~kept], slots[~kept]
+        real_views, real_labels = batch.flatten(0, 1), slots.flatten()
+        real_scores, real_logits = self.discriminator(real_views, real_labels)
+        fake_scores, _ = self.discriminator(drawn_views.detach(), drawn_labels)
+        critic = self.lambda_adversarial * hinge_discriminator_loss(real_scores, fake_scores)
+        view_error = F.cross_entropy(real_logits.float(), real_labels)
+        critic = critic + self.lambda_domain * view_error
+        self.optimize("discriminator", critic)
+        self.discriminator.requires_grad_(False)  # the generator's loss needs no critic gradients
+        scores, logits = self.discriminator(drawn_views, drawn_labels)
+        self.discriminator.requires_grad_(True)
+        adversarial = hinge_generator_loss(scores)
+        drawn_view_error = F.cross_entropy(logits.float(), drawn_labels)
+        term = self.lambda_adversarial * adversarial + self.lambda_domain * drawn_view_error
+        return term, {"discriminator/total": critic.item(), "discriminator/real-view-error": view_error.item(),
+                      "generator/adversarial": adversarial.item(), "generator/drawn-view-error": drawn_view_error.item()}
 
     def test_images(self, character, device):
         return {f"_missing-{missing}": missing_views_grid(self, character, device, missing)

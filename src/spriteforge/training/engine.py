@@ -42,6 +42,7 @@ from spriteforge.models.blocks import parameter_count
 from spriteforge.models.kinds import Imputer
 from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources, load_toml_file, option_name
 from spriteforge.training import checkpoint as ckpt
+from spriteforge.training.locations import find_checkpoint
 from spriteforge.training.run_folder import RunFolder
 from spriteforge.versions import versions
 
@@ -218,6 +219,8 @@ class Trainer:
             self.folder = self._shared_new_run_folder()
             self.run_dir = self.folder.path
             self._write_run_files(command_line)
+        if self.state.step == 0 and config.get("init_from"):
+            self._start_from(config.init_from)
         distributed.broadcast_state(self.model)  # every rank starts from rank 0's weights (equal anyway: same seed)
         self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
         self.writer: SummaryWriter | None = None
@@ -303,6 +306,20 @@ class Trainer:
         description = [f"model: {self.config.model}", f"data: {self.data.describe()}", f"device: {self.device}"]
         description += [f"{name}: {count:,} parameters" for name, count in counts.items()]
         self.folder.description.write_text("\n".join(description) + "\n\n" + self.model.describe())
+
+    def _start_from(self, location: str) -> None:
+        """--init-from: the networks a trained model holds (e.g. only the generator of a packed model)."""
+        path = find_checkpoint(location)
+        tensors, meta = ckpt.read_checkpoint(path)
+        if meta["model"] != self.config.model:
+            raise SpriteForgeError(f"{path}: --init-from needs a {self.config.model} model, this is a {meta['model']} model")
+        held = tuple(name for name in self.model.networks() if any(key.startswith(f"network/{name}/") for key in tensors))
+        if not held:
+            raise SpriteForgeError(f"{path}: holds none of the networks of {self.config.model}; --init-from needs trained weights")
+        ckpt.load_weights(self.model, tensors, path, held)
+        fresh = [name for name in self.model.networks() if name not in held]
+        if self.is_main:
+            print(f"starting from {path}: {', '.join(held)}" + (f" ({', '.join(fresh)} afresh)" if fresh else ""), file=sys.stderr)
 
     def _restore(self, checkpoint: tuple[Path, dict, dict]) -> None:
         path, tensors, meta = checkpoint
