@@ -163,6 +163,7 @@ def test_init_from_starts_with_the_trained_generator(tmp_path):
         _trainer(tmp_path, "wider", init_from=str(packed), capacity=2)
     with pytest.raises(SpriteForgeError, match="no such run folder or checkpoint"):
         _trainer(tmp_path, "missing", init_from=str(tmp_path / "nothing"))
+    assert not list(tmp_path.rglob("missing")) and not list(tmp_path.rglob("wider"))  # refused before any run folder
 
 
 def test_batch_translation_of_a_sheet_and_a_folder(tmp_path):

@@ -205,6 +205,8 @@ class Trainer:
         self.model.use_grad_scalers(self.device if self.precision == "16-mixed" else None)
         self.state = RunState()
         self.lock: BaseFileLock | None = None
+        if config.get("init_from") and (resume is None or (checkpoint is None and not RunFolder(resume).has_checkpoint())):
+            self._start_from(config.init_from)  # before any run folder is made: a refused model leaves nothing behind
         if resume is not None:
             self.folder = RunFolder(resume)
             self.run_dir = self.folder.path
@@ -219,8 +221,6 @@ class Trainer:
             self.folder = self._shared_new_run_folder()
             self.run_dir = self.folder.path
             self._write_run_files(command_line)
-        if self.state.step == 0 and config.get("init_from"):
-            self._start_from(config.init_from)
         distributed.broadcast_state(self.model)  # every rank starts from rank 0's weights (equal anyway: same seed)
         self.saved_step = self.state.step  # the step `checkpoints/latest` holds (0: none yet)
         self.writer: SummaryWriter | None = None
