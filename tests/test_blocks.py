@@ -1,9 +1,11 @@
-"""Shared building blocks: the frozen-network context and the one-call optimiser step."""
+"""Shared building blocks: the frozen-network context, the small-map convolution and self-attention."""
 
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from spriteforge.models.blocks import frozen
+from spriteforge.models.blocks import SelfAttention, SmallMapConv2d, frozen
 
 
 def test_frozen_network_passes_gradients_through_but_keeps_none():
@@ -24,3 +26,39 @@ def test_frozen_restores_on_error():
     except RuntimeError:
         pass
     assert critic.weight.requires_grad
+
+
+@pytest.mark.parametrize("in_channels, out_channels, kernel, stride, padding, size, bias", [
+    (64, 96, 4, 2, 1, 2, False),   # 2² → 1²: the GEMM path, where most taps see only padding
+    (32, 48, 4, 2, 1, 8, True),    # 8² → 4²: still the GEMM path (16 outputs)
+    (96, 1, 3, 1, 1, 1, True),     # a 3×3 head on a 1² map
+    (8, 16, 3, 1, 1, 16, True),    # 16² outputs: nn.Conv2d's own path
+])
+def test_small_map_conv_is_the_same_function_as_conv2d(in_channels, out_channels, kernel, stride, padding, size, bias):
+    torch.manual_seed(0)
+    reference = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=bias)
+    fast = SmallMapConv2d(in_channels, out_channels, kernel, stride, padding, bias=bias)
+    fast.load_state_dict(reference.state_dict())  # same keys and shapes: checkpoints stay interchangeable
+    x = torch.randn(3, in_channels, size, size, dtype=torch.float64, requires_grad=True)
+    y = x.detach().clone().requires_grad_()
+    reference.double(), fast.double()
+    expected, got = reference(x), fast(y)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn_like(expected)
+    expected.backward(upstream), got.backward(upstream)
+    torch.testing.assert_close(y.grad, x.grad)
+    torch.testing.assert_close(fast.weight.grad, reference.weight.grad)
+    # twice differentiable, as the gradient penalty needs
+    (gradient,) = torch.autograd.grad(fast(y).square().sum(), y, create_graph=True)
+    gradient.square().sum().backward()
+
+
+def test_self_attention_matches_scaled_dot_product_attention():
+    torch.manual_seed(0)
+    block = SelfAttention(16).double()
+    block.gamma.data.fill_(0.7)
+    x = torch.randn(9, 16, 8, 8, dtype=torch.float64)  # 9 sprites: the last slice of 4 is short
+    flat = lambda t: t.flatten(2).transpose(1, 2)
+    mixed = F.scaled_dot_product_attention(flat(block.query(x)), flat(block.key(x)), flat(block.value(x)))
+    torch.testing.assert_close(block(x), x + 0.7 * mixed.transpose(1, 2).reshape(x.shape))

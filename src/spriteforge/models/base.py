@@ -114,7 +114,10 @@ class SpriteModel(nn.Module):
 
     def make_optimizer(self, name: str, network: nn.Module, lr: float) -> None:
         config = self.config
-        self.optimizers[name] = torch.optim.Adam(network.parameters(), lr=lr, betas=(config.beta1, config.beta2))
+        # fused: one kernel per step for all parameters; on CPU 5× faster than the default for-each Adam on the
+        # discriminators' 40M parameters (benchmarks/peak_share.py). A resumed run keeps the implementation its
+        # checkpoint was made with (the flag travels in the optimiser's state), so resume stays bit-identical.
+        self.optimizers[name] = torch.optim.Adam(network.parameters(), lr=lr, betas=(config.beta1, config.beta2), fused=True)
         self.base_lrs[name] = lr
 
     # -- moving average of the generator (sampling models: --ema-decay) ----------------------------------

@@ -24,7 +24,7 @@ from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import frozen, init_glorot, instance_norm, tiled_one_hot, total
+from spriteforge.models.blocks import SmallMapConv2d, frozen, init_glorot, instance_norm, tiled_one_hot, total
 from spriteforge.models.views import check_four_views, guess_views, one_view_missing, sample_kept_views
 from spriteforge.options import BY_NAME, Config
 from spriteforge.models.evaluation import missing_views_grid
@@ -150,15 +150,21 @@ class CollaDiscriminator(nn.Module):
         for level in range(6):
             if size < 2:
                 break
-            layers += [nn.Conv2d(cin, 64 * 2**level, 4, 2, 1, bias=False), nn.LeakyReLU(0.3)]
+            layers += [SmallMapConv2d(cin, 64 * 2**level, 4, 2, 1, bias=False), nn.LeakyReLU(0.3)]
             cin, size = 64 * 2**level, size // 2
-        self.body = nn.Sequential(*layers, nn.Dropout(0.5))
-        self.patch = nn.Conv2d(cin, 1, 3, padding=1)
-        self.classes = nn.Conv2d(cin, domains, 1)
+        self.body = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(0.5)
+        self.patch = SmallMapConv2d(cin, 1, 3, padding=1)
+        self.classes = SmallMapConv2d(cin, domains, 1)
         init_glorot(self)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, sizes: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and domain logits. `sizes` splits a concatenation of batches: each part then draws its own
+        dropout mask, as it would in a pass of its own (so one pass gives the same masks as one per part,
+        and under torchrun each rank's share of the global masks)."""
         features = self.body(image)
+        parts = features.split(sizes) if sizes is not None else (features,)
+        features = torch.cat([self.dropout(part) for part in parts]) if len(parts) > 1 else self.dropout(features)
         return self.patch(features), self.classes(features).mean((2, 3))
 
 
@@ -401,8 +407,7 @@ class CollaGAN(SpriteModel):
         if work.judged:
             assert work.cycled is not None and work.cycle_target is not None  # a judged step always cycles
             with frozen(self.discriminator):
-                fake_scores, fake_logits = self.discriminator(work.fake)
-                cycled_scores, cycled_logits = self.discriminator(work.cycled)
+                (fake_scores, fake_logits), (cycled_scores, cycled_logits) = self.judge(work.fake, work.cycled)
             g_adversarial = (((fake_scores - 1) ** 2).mean() + (n - 1) * ((cycled_scores - 1) ** 2).mean()) / n
             g_domain = (F.cross_entropy(fake_logits, work.target) + (n - 1) * F.cross_entropy(cycled_logits, work.cycle_target)) / n
         g_l1 = (work.fake - work.real_target).abs().mean()
@@ -451,10 +456,8 @@ class CollaGAN(SpriteModel):
         batch = work.batch
         count, n = batch.shape[:2]
         assert work.cycled is not None  # a judged step always cycles
-        real_scores, _ = self.discriminator(work.real_target)
-        fake_scores, _ = self.discriminator(work.fake.detach())
-        source_scores, source_logits = self.discriminator(batch.flatten(0, 1))
-        cycled_scores, _ = self.discriminator(work.cycled.detach())
+        (real_scores, _), (fake_scores, _), (source_scores, source_logits), (cycled_scores, _) = self.judge(
+            work.real_target, work.fake.detach(), batch.flatten(0, 1), work.cycled.detach())
         d_adversarial = (
             ((real_scores - 1) ** 2).mean() + (fake_scores**2).mean()
             + n * (((source_scores - 1) ** 2).mean() + (cycled_scores**2).mean())
@@ -464,6 +467,14 @@ class CollaGAN(SpriteModel):
         self.optimize("discriminator", d_loss)
         return {"discriminator/adversarial": d_adversarial.item(), "discriminator/domain": d_domain.item(),
                 "discriminator/total": d_loss.item()}
+
+    def judge(self, *images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The discriminator's (scores, logits) for each image batch, from one pass over them all: D has no
+        batch statistics, so this is the same function as one pass each, and its large late layers read
+        their weights and build their gradients once instead of once per batch."""
+        sizes = [len(part) for part in images]
+        scores, logits = self.discriminator(torch.cat(images), sizes)
+        return list(zip(scores.split(sizes), logits.split(sizes)))
 
     @torch.no_grad()
     def debug_discriminator(self, batch):

@@ -16,7 +16,7 @@ from torch import nn
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import ResidualBlock, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
+from spriteforge.models.blocks import ResidualBlock, SmallMapConv2d, frozen, gradient_penalty, init_normal, instance_norm, tiled_one_hot
 from spriteforge.models.views import best_sources
 from spriteforge.options import Config
 
@@ -65,12 +65,12 @@ class StarDiscriminator(nn.Module):
         super().__init__()
         layers, cin = [], channels * (2 if conditional else 1)
         for width in (128, 256, 512, 1024, 2048):
-            layers += [nn.Conv2d(cin, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.01)]
+            layers += [SmallMapConv2d(cin, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.01)]
             cin = width
         self.body = nn.Sequential(*layers)
         remaining = image_size // 32
-        self.patch = nn.Conv2d(cin, 1, 3, 1, 1, bias=False)
-        self.classes = nn.Conv2d(cin, domains, remaining, bias=False)
+        self.patch = SmallMapConv2d(cin, 1, 3, 1, 1, bias=False)
+        self.classes = SmallMapConv2d(cin, domains, remaining, bias=False)
         self.conditional = conditional
         init_normal(self)
 
@@ -137,8 +137,11 @@ class PairedStarGAN(SpriteModel):
     def update_critic(self, real, real_domain, fake, condition) -> dict[str, float]:
         """One WGAN-GP critic step: real vs fake scores, the real image's domain, GP on real ↔ fake."""
         config = self.config
-        real_scores, real_logits = self.discriminator(real, condition)
-        fake_scores, _ = self.discriminator(fake.detach(), condition)
+        # one pass over real and fake (D has no batch statistics): its 2048-channel layer reads its weights and
+        # builds their gradient once instead of twice
+        both = None if condition is None else torch.cat([condition, condition])
+        scores, logits = self.discriminator(torch.cat([real, fake.detach()]), both)
+        (real_scores, fake_scores), real_logits = scores.split(len(real)), logits[: len(real)]
         d_adversarial = fake_scores.mean() - real_scores.mean()
         d_domain = F.binary_cross_entropy_with_logits(real_logits, F.one_hot(real_domain, self.domain_count).float())
         d_loss = d_adversarial + config.lambda_domain * d_domain
