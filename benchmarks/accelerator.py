@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from torch.utils.flop_counter import FlopCounterMode
 
-from common import build, matmul_gflops, peak_cpu_memory_mib, synchronize
+from common import build, flop_counter, matmul_gflops, peak_cpu_memory_mib, synchronize
 
 from spriteforge import distributed
 from spriteforge.devices import autocast
@@ -61,7 +60,7 @@ def make_model(name: str, capacity: int, size: int, device: torch.device, precis
 
 
 def step_flops(model, images: torch.Tensor, precision: str, device: torch.device) -> float:
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter, autocast(device, precision):
         model.train_step(images, 0, 0.0)
     return float(counter.get_total_flops())

@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from spriteforge.models import model_class
 from spriteforge.options import resolve
@@ -15,6 +16,26 @@ from spriteforge.options import resolve
 def peak_cpu_memory_mib() -> float:
     """The process's maximum resident set size so far (it only grows down a table)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _TotalsOnly:
+    """Stands in for FlopCounterMode's per-module tracker, whose backward hooks break inside a double
+    backward (`autograd.grad(create_graph=True)`, i.e. every gradient penalty) on torch ≥ 2.10."""
+
+    parents = ("Global",)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+def flop_counter() -> FlopCounterMode:
+    """A FlopCounterMode that counts totals only (`get_total_flops`), gradient penalties included."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _TotalsOnly()
+    return counter
 
 
 def synchronize(device: torch.device) -> None:

@@ -8,23 +8,25 @@ a step that can only get faster by doing less work.
 
     python benchmarks/peak_share.py [--models stargan-paired collagan …] [--threads 2] [--steps 2]
 
-Models run at their defaults except capacity 1 (imputers), batch 4 characters, 64×64 RGBA (BigGAN:
-its own image size), on a fixed random batch.
+Models run at their defaults except capacity 1 (where a model has one), batch 4 characters, 64×64
+RGBA (BigGAN: its own image size), on a fixed random batch, each in a fresh process so that the peak
+resident memory (max RSS) column is the model's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 from contextlib import nullcontext
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from common import build, machine_line, matmul_gflops
-from spriteforge.models import MODELS
+from common import build, flop_counter, machine_line, matmul_gflops, peak_cpu_memory_mib
+from spriteforge.models import MODELS, model_class
 
-SAMPLERS = ("dcgan", "cdcgan", "wgan-gp", "biggan", "deep-biggan", "autoencoder")
 PICTURES = ("cyclegan", "pix2pix-pairs")
 
 
@@ -35,45 +37,59 @@ def batch_for(model, batch: int) -> torch.Tensor:
     return torch.rand(batch, domains, 4, height, width) * 2 - 1
 
 
+def measure(name: str, args) -> dict:
+    """GFLOP and seconds per step of `name` (steps 1..N after a warm-up step 0 on a fresh model; two passes,
+    so the counter's overhead is not timed; the same d-steps schedule in both), and this process's peak RSS."""
+    given = {"capacity": 1} if "capacity" in model_class(name).uses else {}
+
+    def steps(count_flops: bool) -> float:
+        model = build(name, torch.device("cpu"), **given)
+        model.train()
+        images = batch_for(model, args.batch)
+        model.train_step(images, 0, 0.0)
+        start = time.perf_counter()
+        with flop_counter() if count_flops else nullcontext() as counter:
+            for step in range(1, args.steps + 1):
+                model.train_step(images, step, step / 1000)
+        if count_flops:
+            return counter.get_total_flops() / 1e9 / args.steps
+        return (time.perf_counter() - start) / args.steps
+
+    gflop, seconds = steps(True), steps(False)
+    return {"gflop": gflop, "seconds": seconds, "peak_mib": peak_cpu_memory_mib()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=sorted(MODELS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(measure(args.one, args)))
+        return
     peak = matmul_gflops(2048, 5)
-    print(f"{machine_line()}; fp32 matmul 2048³ in this run: {peak:.1f} GFLOP/s\n")
-    print("| model | GFLOP/step | ms/step | GFLOP/s | share of the matmul peak |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"{machine_line()}; fp32 matmul 2048³ in this run: {peak:.1f} GFLOP/s; each model in its own process\n")
+    print("| model | GFLOP/step | ms/step | GFLOP/s | share of the matmul peak | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name in args.models:
         if name in PICTURES:
-            print(f"| {name} | – | – | – | trains on pictures; see benchmarks/style.py |")
+            print(f"| {name} | – | – | – | trains on pictures; see benchmarks/style.py | – |")
             continue
-        try:
-            given = {} if name in SAMPLERS else {"capacity": 1}
-
-            def steps(count_flops: bool) -> float:
-                """Steps 1..N after a warm-up step 0 on a fresh model: their GFLOP, or their seconds each
-                (two passes, so the counter's overhead is not timed; the same d-steps schedule in both)."""
-                model = build(name, torch.device("cpu"), **given)
-                model.train()
-                images = batch_for(model, args.batch)
-                model.train_step(images, 0, 0.0)
-                start = time.perf_counter()
-                with FlopCounterMode(display=False) if count_flops else nullcontext() as counter:
-                    for step in range(1, args.steps + 1):
-                        model.train_step(images, step, step / 1000)
-                if count_flops:
-                    return counter.get_total_flops() / 1e9 / args.steps
-                return (time.perf_counter() - start) / args.steps
-
-            gflop, seconds = steps(True), steps(False)
-        except Exception as error:  # one model's failure must not hide the others' rows
-            print(f"| {name} | – | – | – | {type(error).__name__}: {str(error)[:60]} |")
+        # a fresh interpreter per model, so the peak resident memory is that model's own
+        command = [sys.executable, __file__, "--one", name, "--batch", str(args.batch), "--steps", str(args.steps),
+                   "--threads", str(args.threads)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:  # one model's failure must not hide the others' rows
+            print(f"| {name} | – | – | – | {(result.stderr.strip().splitlines() or ['failed'])[-1][:70]} | – |")
             continue
-        print(f"| {name} | {gflop:.1f} | {seconds * 1000:.0f} | {gflop / seconds:.1f} | {gflop / seconds / peak:.0%} |", flush=True)
+        row = json.loads(result.stdout.strip().splitlines()[-1])
+        gflop, seconds = row["gflop"], row["seconds"]
+        print(f"| {name} | {gflop:.1f} | {seconds * 1000:.0f} | {gflop / seconds:.1f} | {gflop / seconds / peak:.0%} "
+              f"| {row['peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from common import machine_line, matmul_gflops
+from common import flop_counter, machine_line, matmul_gflops
 from spriteforge.data.synthetic import generate_characters
 from spriteforge.inference import load_for_inference
 from spriteforge.drawing import draw_characters
@@ -41,7 +40,7 @@ def main() -> None:
         available[:, given] = True
         for batch in (1, 32):
             one = (characters[:1], available[:1])
-            with FlopCounterMode(display=False) as counter:
+            with flop_counter() as counter:
                 draw_characters(model, config, *one, batch=1)
             gflop = counter.get_total_flops() / 1e9
             draw_characters(model, config, characters[:batch], available[:batch], batch=batch)  # warm-up
