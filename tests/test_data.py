@@ -6,7 +6,7 @@ import pytest
 
 from spriteforge import VIEWS
 from spriteforge.data import registry
-from spriteforge.data.folders import read_folder
+from spriteforge.data.folders import CharacterSet, read_folder
 from spriteforge.data.loading import load_data
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import save_png
@@ -130,3 +130,14 @@ def test_synthetic_is_the_default():
     assert data.sources == ["synthetic"]
     assert len(data.train) + len(data.validation) + len(data.test) == 480
     assert data.train.images.shape[1:] == (4, 64, 64, 4)
+
+
+def test_a_block_subset_is_a_view_and_a_list_subset_a_copy():
+    images = np.arange(5 * 2 * 2 * 2 * 4, dtype=np.uint8).reshape(5, 2, 2, 2, 4)
+    characters = CharacterSet(images, [f"c{i}" for i in range(5)])
+    block = characters.subset(range(1, 4))  # the validation carve: no copy of the pooled data
+    assert np.shares_memory(block.images, images) and block.names == ["c1", "c2", "c3"]
+    assert (block.images == images[1:4]).all()
+    picked = characters.subset([4, 0])
+    assert not np.shares_memory(picked.images, images) and picked.names == ["c4", "c0"]
+    assert (picked.images == images[[4, 0]]).all()

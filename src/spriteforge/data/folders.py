@@ -38,6 +38,8 @@ class CharacterSet:
         return len(self.images)
 
     def subset(self, indices) -> "CharacterSet":
+        if isinstance(indices, range) and indices.step == 1:  # a block (the validation carve): a view, no copy
+            return CharacterSet(self.images[indices.start : indices.stop], self.names[indices.start : indices.stop])
         indices = list(indices)
         return CharacterSet(self.images[indices], [self.names[i] for i in indices])
 
