@@ -48,8 +48,9 @@ class SmallMapConv2d(nn.Conv2d):
     Why: oneDNN's CPU kernels for a few output pixels and thousands of channels (the discriminators' last
     4×4 stride-2 convs: 512 → 1024 → 2048 channels at 4², 2² or 1²) reach under 10 % of the matmul peak,
     and they took a third to a half of a StarGAN or CollaGAN training step; the same arithmetic as
-    im2col + one GEMM runs 2–3.5× faster there (forward + backward; at 8² outputs the GEMM loses). Same parameters and state-dict keys as nn.Conv2d; the same function up to
-    float rounding. Larger maps, other devices and unusual settings take nn.Conv2d's path.
+    im2col + one GEMM runs 2–3.5× faster there (forward + backward; at 8² outputs the GEMM loses).
+    Same parameters and state-dict keys as nn.Conv2d; the same function up to float rounding. Larger
+    maps, other devices and unusual settings take nn.Conv2d's path.
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -163,8 +163,10 @@ class CollaDiscriminator(nn.Module):
         dropout mask, as it would in a pass of its own (so one pass gives the same masks as one per part,
         and under torchrun each rank's share of the global masks)."""
         features = self.body(image)
-        parts = features.split(sizes) if sizes is not None else (features,)
-        features = torch.cat([self.dropout(part) for part in parts]) if len(parts) > 1 else self.dropout(features)
+        if sizes is None:
+            features = self.dropout(features)
+        else:
+            features = torch.cat([self.dropout(part) for part in features.split(sizes)])
         return self.patch(features), self.classes(features).mean((2, 3))
 
 
