@@ -10,8 +10,9 @@ drift, and prints the median ms per step of each and the ratio B / A.
 
 Each measurement builds the model from the checkout's own code (its `src/` first on sys.path), seeds
 torch, runs one warm-up step and times `--steps` steps of `train_step` on a fixed random batch
-(capacity, batch and image size as given). Options a checkout does not know are an error for that
-checkout only, shown in its cell.
+(capacity, batch and image size as given), after the process setup its `spriteforge` command makes
+(`devices.keep_freed_memory`, where the checkout has it). Options a checkout does not know are an error
+for that checkout only, shown in its cell.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from pathlib import Path
 MEASURE = r"""
 import json, sys, time, torch
 torch.set_num_threads({threads})
+try:  # the process setup `spriteforge` commands make, in checkouts that have it
+    from spriteforge.devices import keep_freed_memory
+    keep_freed_memory()
+except ImportError:
+    pass
 from spriteforge.models import model_class
 from spriteforge.options import resolve
 name, given = {name!r}, json.loads({given!r})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -194,3 +198,41 @@ def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, monkeypatch
     monkeypatch.setattr(trainer.model, "train_step", lambda *args: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         trainer.run()
+
+
+FAULTS = r"""
+import json, resource, sys, torch
+from spriteforge.devices import keep_freed_memory
+
+def faults():
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.empty(64 << 18).fill_(1.0)  # 64 MiB, freed at once
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+faults()
+before = faults()
+took = keep_freed_memory()
+faults()  # the heap grows to fit the block once
+print(json.dumps({"before": before, "took": took, "after": faults()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_keep_freed_memory_reuses_freed_blocks_instead_of_faulting_fresh_pages():
+    result = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, timeout=120, check=True)
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    pages = 5 * (64 << 20) // 4096
+    assert counts["took"]
+    assert counts["before"] > 0.9 * pages  # glibc maps each 64 MiB block afresh: every page faults every time
+    assert counts["after"] < 0.3 * pages  # then freed blocks are reused (at most one of the five faults afresh)
+
+
+def test_every_command_keeps_freed_memory(monkeypatch, capsys):
+    import spriteforge.devices
+    from spriteforge.cli import main
+
+    calls = []
+    monkeypatch.setattr(spriteforge.devices, "keep_freed_memory", lambda: calls.append(True) or True)
+    main(["models"])
+    assert calls == [True] and "default" in capsys.readouterr().out
