@@ -314,3 +314,52 @@ def test_evaluate_a_view_conditional_sampler_per_view(tmp_path, extractor):
     assert all(systems["cdcgan"][view]["images"] == 4 for view in ("back", "left", "front", "right"))
     assert systems["baseline:train-set"]["all"]["fid"] < systems["cdcgan"]["all"]["fid"]  # real sprites beat untrained noise
     assert "| cdcgan | front | 4 |" in text
+
+
+class OnePassOracle(Oracle):
+    """Draws every view in one pass (like turnaround): the truth, counting the sets of given views it is asked for."""
+
+    def __init__(self, truth: torch.Tensor):
+        super().__init__(truth)
+        self.sets: list[tuple[int, ...]] = []
+
+    def impute_all(self, views, available, noise=None):
+        assert (views[~available] == 0).all(), "a view that is not given reached the model"
+        self.sets.append(tuple(int(d) for d in available[0].nonzero().flatten()))
+        start = 0 if len(self.sets) < 2 or self.sets[-2] != self.sets[-1] else len(self.truth) - len(views)  # 2 chunks a set
+        return self.truth[start : start + len(views)]
+
+
+def test_one_pass_imputer_draws_each_given_set_once_and_rows_keep_case_order():
+    from spriteforge.data.batches import to_model_input
+
+    images = characters(count=6)
+    one_pass = OnePassOracle(to_model_input(torch.from_numpy(images), 4))
+    report = run_protocol({"one-pass": one_pass}, images, selected=("l1", "palette"), batch=3)
+    assert len(one_pass.sets) == 14 * 2  # 14 sets of given views, 2 chunks of 3 characters each
+    assert len(set(one_pass.sets)) == 14
+    names = report["domains"]
+    rows = report["systems"]["one-pass"]["cases"]
+    assert [(row["target"], row["given"]) for row in rows] == [(names[c.target], [names[d] for d in c.given]) for c in cases(4)]
+    assert all(row["l1"] == 0 for row in rows)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_character_views_convert_per_batch_as_the_whole_split_would(channels):
+    from spriteforge.data.batches import to_model_input
+    from spriteforge.evaluation.case_list import CharacterViews
+
+    images = characters(count=7)
+    images[:, :, 0, 0] = (10, 20, 30, 128)  # a half-transparent pixel: composited on white for 3 channels
+    whole = to_model_input(torch.from_numpy(images), channels)
+    stored = CharacterViews(images, channels)
+    assert stored.pixels.dtype == torch.uint8 and len(stored) == 7 and stored.domains == 4 and stored.size == (16, 16)
+    assert torch.equal(stored.batch(2, 5), whole[2:5])
+    assert torch.equal(stored.view(1), whole[:, 1])
+    np.testing.assert_array_equal(stored.uint8(batch=3), m_to_uint8(whole))
+
+
+def m_to_uint8(images):
+    from spriteforge.evaluation import metrics
+
+    return metrics.to_uint8(images)

@@ -15,7 +15,7 @@ from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation import metrics as m
 from spriteforge.evaluation import reports, views
-from spriteforge.evaluation.case_list import Case
+from spriteforge.evaluation.case_list import Case, CharacterViews
 from spriteforge.evaluation.protocol import case_metrics, generate, run_protocol
 from spriteforge.models.baselines import CopyBaseline, MirrorBaseline
 from spriteforge.data.batches import to_model_input
@@ -84,12 +84,13 @@ def test_accuracy_on_real_test_characters(real):
 
 def test_copy_scores_low_on_back_and_front_truth_scores_high(real):
     images = to_model_input(torch.from_numpy(real), 4)
+    characters = CharacterViews(real, 4)
     for target, given in ((0, (2,)), (2, (0,))):
         case = Case(target, given)
-        copied = generate(CopyBaseline(), images, case, "cpu")
+        copied = generate(CopyBaseline(), characters, case, "cpu")
         assert views.view_score(copied, target) < 0.25  # a front copied into the back slot is a front
         assert views.view_score(images[:, target], target) > 0.85
-    left = generate(MirrorBaseline(), images, Case(1, (3,)), "cpu")  # the mirrored right faces left
+    left = generate(MirrorBaseline(), characters, Case(1, (3,)), "cpu")  # the mirrored right faces left
     assert views.view_score(left, 1) > 0.75
     assert views.view_correct(images[:, 2], 2).dtype == torch.bool
     assert np.isnan(views.view_score(images[:0, 2], 2))
@@ -172,7 +173,7 @@ def test_opaque_area_and_holes_in_case_metrics():
     views_ = to_model_input(torch.from_numpy(real), 4)
     fake = views_[:, 0].clone()
     fake[0, 3, :6] = -1  # first image: the top half cut away (only the bottom half of the block stays)
-    row = case_metrics(fake, views_, Case(0, (2,)), ("palette",))
+    row = case_metrics(fake, CharacterViews(real, 4), Case(0, (2,)), ("palette",))
     truth = m.opaque_counts(real[:, 0])
     drawn = m.opaque_counts(m.to_uint8(fake))
     assert truth.tolist() == [30, 30] and drawn.tolist() == [16, 30]

@@ -20,9 +20,8 @@ import torch
 
 from spriteforge import VIEWS
 from spriteforge.errors import SpriteForgeError
-from spriteforge.data.batches import to_model_input
 from spriteforge.evaluation import metrics as m
-from spriteforge.evaluation.case_list import Case, cases, drawable, given_chunks
+from spriteforge.evaluation.case_list import Case, CharacterViews, cases, drawable, given_chunks
 from spriteforge.evaluation.inception import InceptionFeatures
 from spriteforge.evaluation.views import WEIGHTS, view_score
 
@@ -42,14 +41,16 @@ def parse_metrics(text: str | list[str]) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def generate(imputer, views: torch.Tensor, case: Case, device, batch: int = 64, drawn_sets: dict | None = None) -> torch.Tensor:
+def generate(imputer, views: CharacterViews, case: Case, device, batch: int = 64, drawn_sets: dict | None = None) -> torch.Tensor:
     """The target view of every character drawn from the case's given views: [N, C, H, W] on CPU.
 
     An imputer that draws every view in one pass (`impute_all`) runs once per set of given views:
-    `drawn_sets` keeps its drawings (uint8, lossless for its exact pixels) for the other targets.
+    `drawn_sets` keeps its drawings of the latest set (uint8, lossless for its exact pixels) for the other
+    targets; run the cases grouped by given views (`run_protocol` does) and each set is drawn once.
     """
-    if drawn_sets is not None and hasattr(imputer, "impute_all") and views.shape[2] == 4:
+    if drawn_sets is not None and hasattr(imputer, "impute_all") and views.channels == 4:
         if case.given not in drawn_sets:
+            drawn_sets.clear()  # one set at a time: all 14 sets of the pooled test split would hold 1.9 GB
             drawn_sets[case.given] = np.concatenate([m.to_uint8(imputer.impute_all(masked, available).float().cpu())
                                                      for masked, available in given_chunks(views, case, device, batch)])
         return torch.from_numpy(drawn_sets[case.given][:, case.target]).float().movedim(-1, -3) / 127.5 - 1
@@ -60,10 +61,10 @@ def generate(imputer, views: torch.Tensor, case: Case, device, batch: int = 64, 
     return torch.cat(outputs)
 
 
-def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: tuple[str, ...], extractor=None,
+def case_metrics(fake: torch.Tensor, views: CharacterViews, case: Case, selected: tuple[str, ...], extractor=None,
                  real_features: np.ndarray | None = None, seed: int = 0) -> dict[str, float]:
-    """Every selected metric of one case; fake [N, C, H, W], views [N, D, C, H, W] (floats in [-1, 1])."""
-    real = views[:, case.target]
+    """Every selected metric of one case; fake [N, C, H, W] (floats in [-1, 1]), the characters' real views."""
+    real = views.view(case.target)
     result: dict[str, float] = {}
     if "l1" in selected:
         result["l1"] = float(m.l1_per_image(fake, real).mean())
@@ -73,8 +74,8 @@ def case_metrics(fake: torch.Tensor, views: torch.Tensor, case: Case, selected: 
         result["view"] = view_score(fake, case.target)
     fake8 = m.to_uint8(fake)
     if "palette" in selected:
-        views8, real8 = m.to_uint8(views), m.to_uint8(real)
-        available = np.zeros(views.shape[:2], bool)
+        views8, real8 = views.uint8(), m.to_uint8(real)
+        available = np.zeros(views8.shape[:2], bool)
         available[:, list(case.given)] = True
         result["palette"] = _nanmean(m.palette_adherence(fake8, views8, available))
         counts, truth = m.colour_counts(fake8), m.colour_counts(real8)
@@ -112,11 +113,11 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
         raise SpriteForgeError(f"the protocol needs at least 2 characters, got {len(images)}")
     if FEATURE_METRICS & set(selected) and extractor is None:
         extractor = InceptionFeatures(device=device)
-    views = to_model_input(torch.from_numpy(np.ascontiguousarray(images)), channels)
-    all_cases = cases(views.shape[1])
+    views = CharacterViews(images, channels)
+    all_cases = cases(views.domains)
     skipped_metrics = {}
     if "view" in selected:
-        reason = view_metric_unavailable(domains, views.shape[-2:])
+        reason = view_metric_unavailable(domains, views.size)
         if reason:
             selected = tuple(metric for metric in selected if metric != "view")
             skipped_metrics["view"] = reason
@@ -124,24 +125,27 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
                 raise SpriteForgeError(f"--metrics view: {reason}")
     real_features = {}
     if FEATURE_METRICS & set(selected):
-        for target in range(views.shape[1]):
-            real_features[target] = extractor(m.to_uint8(views[:, target]))
+        for target in range(views.domains):
+            real_features[target] = extractor(m.to_uint8(views.view(target)))
     systems = {}
     compared: list[int] | None = None  # the cases the first system draws; every mean is taken over them
     for name, imputer in imputers.items():
         started = time.perf_counter()
-        rows, skipped = [], []
+        skipped: list[int] = []
         drawn_sets: dict[tuple[int, ...], np.ndarray] = {}
-        for index, case in enumerate(all_cases):
+        rows: list[dict] = [{} for _ in all_cases]
+        # cases that share their given views run one after another, so a one-pass imputer draws each set once
+        for done, index in enumerate(sorted(range(len(all_cases)), key=lambda i: all_cases[i].given), start=1):
+            case = all_cases[index]
             row = {"target": domains[case.target], "given": [domains[d] for d in case.given], "missing": case.missing}
             if drawable(imputer, case):
                 fake = generate(imputer, views, case, device, batch, drawn_sets)
                 row.update(case_metrics(fake, views, case, selected, extractor, real_features.get(case.target), seed))
             else:
                 skipped.append(index)
-            rows.append(row)
+            rows[index] = row
             if progress:
-                progress(name, index + 1, len(all_cases))
+                progress(name, done, len(all_cases))
         if len(skipped) == len(all_cases):
             raise SpriteForgeError(f"{name} draws none of the {len(all_cases)} cases of the protocol")
         keys = [k for k in next(r for i, r in enumerate(rows) if i not in skipped) if k not in ("target", "given", "missing")]
@@ -165,7 +169,7 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
         report["skipped_metrics"] = skipped_metrics
     if "view" in selected:
         report["view_classifier"] = {"weights": WEIGHTS.name, "accuracy_on_real_views": {
-            domains[d]: view_score(views[:, d], d) for d in range(views.shape[1])}}
+            domains[d]: view_score(views.view(d), d) for d in range(views.domains)}}
     if extractor is not None and FEATURE_METRICS & set(selected):
         report["fid_convention"] = {**extractor.convention(), "samples_per_set": int(len(images)),
                                     "kid": f"unbiased MMD² (torchmetrics), cubic polynomial kernel, 100 subsets of {min(1000, len(images))}"}
