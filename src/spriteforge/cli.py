@@ -608,14 +608,26 @@ def evaluate(model_path, datasets, data_dir, split, metrics, baselines, limit, b
 
     _guard_out(out, model_path)
 
-    def progress(name, done, total):
-        if done % 7 == 0:
-            click.echo(f"{name}: {done}/{total} cases", err=True)
+    from tqdm import tqdm
 
-    _, paths, text = evaluate_location(
-        model_path, datasets=list(datasets), data_dir=data_dir, split=split, selected=parse_metrics(metrics), baselines=baselines,
-        limit=limit, batch=batch, device=device, resize=fid_resize, background=fid_background, image_size=image_size, seed=seed,
-        out=out, progress=progress)
+    bars: dict = {}
+
+    def progress(name, done, total):
+        """One bar per system (model, then each baseline): cases done, time left."""
+        if name not in bars:
+            bars[name] = tqdm(total=total, desc=name, unit="case", file=sys.stderr, dynamic_ncols=True)
+        bars[name].update(done - bars[name].n)
+        if done == total:
+            bars[name].close()
+
+    try:
+        _, paths, text = evaluate_location(
+            model_path, datasets=list(datasets), data_dir=data_dir, split=split, selected=parse_metrics(metrics), baselines=baselines,
+            limit=limit, batch=batch, device=device, resize=fid_resize, background=fid_background, image_size=image_size, seed=seed,
+            out=out, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
     click.echo(text)
     click.echo(f"written: {paths[0]} {paths[1]}", err=True)
 
