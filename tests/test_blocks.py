@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spriteforge.models.blocks import SelfAttention, SmallMapConv2d, frozen
+from spriteforge.models.blocks import PointwiseConv2d, SelfAttention, SmallMapConv2d, first_argmax, frozen
 
 
 def test_frozen_network_passes_gradients_through_but_keeps_none():
@@ -62,3 +62,32 @@ def test_self_attention_matches_scaled_dot_product_attention():
     flat = lambda t: t.flatten(2).transpose(1, 2)
     mixed = F.scaled_dot_product_attention(flat(block.query(x)), flat(block.key(x)), flat(block.value(x)))
     torch.testing.assert_close(block(x), x + 0.7 * mixed.transpose(1, 2).reshape(x.shape))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_conv_draws_as_conv2d_and_trains_through_conv2d(bias):
+    torch.manual_seed(0)
+    pointwise, reference = PointwiseConv2d(32, 52, 1, bias=bias), nn.Conv2d(32, 52, 1, bias=bias)
+    reference.load_state_dict(pointwise.state_dict())
+    assert list(pointwise.state_dict()) == list(reference.state_dict())
+    x = torch.randn(3, 32, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(pointwise(x), reference(x), rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(pointwise(x), reference(x), rtol=1e-5, atol=1e-5)
+    x.requires_grad_()
+    pointwise(x).square().sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    reference(x).square().sum().backward()
+    torch.testing.assert_close(grad, x.grad)  # with gradients it is nn.Conv2d's own path: identical
+    assert torch.equal(pointwise.weight.grad, reference.weight.grad)
+
+
+def test_first_argmax_is_argmax_ties_and_minus_infinity_included():
+    torch.manual_seed(0)
+    values = torch.randint(0, 4, (3, 4, 10, 5, 6)).float()  # many ties: the first maximum wins, as in argmax
+    values[:, :, 3] = float("-inf")
+    values[0, 0, :, 0, 0] = float("-inf")  # all masked: index 0, as argmax gives
+    for dim in (0, 1, 2, 4):
+        assert torch.equal(first_argmax(values, dim), values.argmax(dim))

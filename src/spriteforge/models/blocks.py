@@ -67,6 +67,41 @@ class SmallMapConv2d(nn.Conv2d):
         return out.view(input.shape[0], rows * columns, -1).transpose(1, 2).reshape(input.shape[0], -1, rows, columns)
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A 1×1 Conv2d that, when drawing on a CPU (no gradient), runs as one matmul over the pixels.
+
+    Why: oneDNN runs a 1×1 conv from few channels to a few dozen (the turnaround model's head, 32 → 52
+    channels on 64² maps) at under 10 % of the matmul peak; as W·X over [C, H·W] it is 2× faster. With
+    gradients nn.Conv2d stays (its backward beats the matmul's there). Same parameters and state-dict
+    keys as nn.Conv2d; the same function up to float rounding.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if torch.is_grad_enabled() or input.device.type != "cpu" or input.dim() != 4 or self.kernel_size != (1, 1) \
+                or self.stride != (1, 1) or self.padding != (0, 0) or self.groups != 1:
+            return super()._conv_forward(input, weight, bias)
+        count, channels, height, width = input.shape
+        out = weight.flatten(1) @ input.reshape(count, channels, height * width)  # [B, out, H·W]
+        if bias is not None:
+            out += bias[:, None]
+        return out.view(count, -1, height, width)
+
+
+def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """torch.argmax over a short dimension (the first index of the maximum, as argmax gives), 2–3× faster on CPU.
+
+    Why: argmax over the 10 candidates of [B, 4, 10, 64, 64] logits took 64 ms of the turnaround model's
+    370 ms for 32 characters; a running maximum over the dimension's slices reads memory in order.
+    """
+    slices = values.unbind(dim)
+    best, index = slices[0].clone(), torch.zeros(slices[0].shape, dtype=torch.long, device=values.device)
+    for position, candidate in enumerate(slices[1:], start=1):
+        better = candidate > best
+        best = torch.where(better, candidate, best)
+        index.masked_fill_(better, position)
+    return index
+
+
 class ResidualBlock(nn.Module):
     """conv-norm-LeakyReLU-conv-norm + identity, no activation after the add (StarGAN's block)."""
 

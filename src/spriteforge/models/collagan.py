@@ -24,7 +24,7 @@ from spriteforge.data.augment import hsv_to_rgb, rgb_to_hsv
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import SmallMapConv2d, frozen, init_glorot, instance_norm, tiled_one_hot, total
+from spriteforge.models.blocks import SmallMapConv2d, first_argmax, frozen, init_glorot, instance_norm, tiled_one_hot, total
 from spriteforge.models.views import check_four_views, guess_views, one_view_missing, sample_kept_views
 from spriteforge.options import BY_NAME, Config
 from spriteforge.models.evaluation import missing_views_grid
@@ -183,11 +183,11 @@ def select_pixels(logits: torch.Tensor, guess: torch.Tensor, views: torch.Tensor
     candidates = torch.cat([guess[:, None], empty[:, None], views, views.flip(-1)], dim=1)  # [B, K, C, H, W]
     allowed = torch.cat([torch.ones_like(kept[:, :2]), kept, kept], dim=1)[:, :, None, None]
     logits = logits.float().masked_fill(~allowed, float("-inf"))  # float32 softmaxes under --precision 16-mixed/bf16
-    if hard:
-        weights = F.one_hot(logits.argmax(1), logits.shape[1]).movedim(-1, 1).to(guess.dtype)
+    if hard:  # the chosen candidate itself: bit for bit what a one-hot mix of them gives, without the mix
+        choice = first_argmax(logits, 1)[:, None, None].expand(-1, 1, *candidates.shape[2:])
+        image = candidates.gather(1, choice).squeeze(1)
     else:
-        weights = logits.softmax(1)
-    image = (weights[:, :, None] * candidates).sum(1)
+        image = (logits.softmax(1)[:, :, None] * candidates).sum(1)
     if truth is None:
         return image
     matches = (candidates == truth[:, None]).all(2) & allowed  # [B, K, H, W]

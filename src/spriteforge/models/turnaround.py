@@ -32,7 +32,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import ResidualBlock, init_glorot, instance_norm
+from spriteforge.models.blocks import PointwiseConv2d, ResidualBlock, first_argmax, init_glorot, instance_norm
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss
 from spriteforge.models.views import check_four_views
@@ -79,7 +79,7 @@ class TurnaroundNet(nn.Module):
             self.up.append(nn.Sequential(*conv_norm(cin + widths[level], widths[level]), *conv_norm(widths[level], widths[level])))
             cin = widths[level]
         self.outputs_per_view = candidate_count(domains) + 3
-        self.head = nn.Conv2d(cin, domains * self.outputs_per_view, 1)
+        self.head = PointwiseConv2d(cin, domains * self.outputs_per_view, 1)
         init_glorot(self)
 
     def forward(self, views: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +207,7 @@ class Turnaround(SpriteModel):
         logits, drawn = self.generator(views, kept)
         count, domains, channels, height, width = views.shape
         allowed = allowed_candidates(kept)
-        choice = logits.masked_fill(~allowed[:, :, :, None, None], float("-inf")).argmax(2)  # [B, D, H, W]
+        choice = first_argmax(logits.masked_fill(~allowed[:, :, :, None, None], float("-inf")), 2)  # [B, D, H, W]
         if self.snap_drawn:
             drawn = snap_to_given_colours(drawn, views, kept, choice == DRAWN)
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
