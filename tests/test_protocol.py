@@ -335,7 +335,10 @@ def test_one_pass_imputer_draws_each_given_set_once_and_rows_keep_case_order():
 
     images = characters(count=6)
     one_pass = OnePassOracle(to_model_input(torch.from_numpy(images), 4))
-    report = run_protocol({"one-pass": one_pass}, images, selected=("l1", "palette"), batch=3)
+    calls = []
+    report = run_protocol({"one-pass": one_pass}, images, selected=("l1", "palette"), batch=3,
+                          progress=lambda *call: calls.append(call))
+    assert calls == [("one-pass", done, 28) for done in range(29)]  # from 0, so a bar starts with the system
     assert len(one_pass.sets) == 14 * 2  # 14 sets of given views, 2 chunks of 3 characters each
     assert len(set(one_pass.sets)) == 14
     names = report["domains"]

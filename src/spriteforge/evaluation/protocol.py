@@ -134,6 +134,8 @@ def run_protocol(imputers: dict, images: np.ndarray, *, channels: int = 4, domai
         skipped: list[int] = []
         drawn_sets: dict[tuple[int, ...], np.ndarray] = {}
         rows: list[dict] = [{} for _ in all_cases]
+        if progress:
+            progress(name, 0, len(all_cases))  # a bar starts with the system, not after its first case
         # cases that share their given views run one after another, so a one-pass imputer draws each set once
         for done, index in enumerate(sorted(range(len(all_cases)), key=lambda i: all_cases[i].given), start=1):
             case = all_cases[index]
