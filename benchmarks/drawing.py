@@ -2,7 +2,8 @@
 
 Each model draws the three missing views of 64 procedural characters from their front view, through
 `drawing.draw_characters` (what `spriteforge translate` runs: batched across characters, model loaded
-once, inference mode), at its defaults with capacity 1 where it has one (`default`: the bundled model).
+once, inference mode), freshly initialised at its defaults with `--capacity` (1) where it has one
+(`default`: the bundled, trained model).
 Its FLOPs are counted with torch.utils.flop_counter on one batch and set against a 1024³ fp32 matmul
 timed in the same process with the same threads. Each model runs in a fresh process, the way a command
 starts: with `devices.keep_freed_memory` as commands call it, or without it (`--system-malloc`, the before).
@@ -39,7 +40,7 @@ def measure(name: str, args) -> dict:
 
         model, config = load_for_inference("default", "cpu")
     else:
-        model = build(name, torch.device("cpu"), **({"capacity": 1} if "capacity" in model_class(name).uses else {}))
+        model = build(name, torch.device("cpu"), **({"capacity": args.capacity} if "capacity" in model_class(name).uses else {}))
         model.eval()
         config = model.config
     characters = generate_characters(args.characters, seed=3, size=64)
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(IMPUTERS), choices=IMPUTERS)
     parser.add_argument("--batch", type=int, default=32, help="characters per generator call")
     parser.add_argument("--characters", type=int, default=64)
+    parser.add_argument("--capacity", type=int, default=1, help="capacity of the freshly built models (the bundled default keeps its own)")
     parser.add_argument("--system-malloc", action="store_true", help="leave glibc's allocator as it is")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # measure one model in this process
     args = parser.parse_args()
@@ -72,7 +74,8 @@ def main() -> None:
     print("| model | GFLOP/character (3 views) | ms/character | GFLOP/s | matmul GFLOP/s (same process) | share of the peak |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in args.models:
-        command = [sys.executable, __file__, "--one", name, "--batch", str(args.batch), "--characters", str(args.characters)]
+        command = [sys.executable, __file__, "--one", name, "--batch", str(args.batch), "--characters", str(args.characters),
+                   "--capacity", str(args.capacity)]
         command += ["--system-malloc"] if args.system_malloc else []
         result = subprocess.run(command, capture_output=True, text=True, env=os.environ)
         if result.returncode:

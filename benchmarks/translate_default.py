@@ -17,6 +17,7 @@ import torch
 
 from common import flop_counter, machine_line, matmul_gflops
 from spriteforge.data.synthetic import generate_characters
+from spriteforge.devices import keep_freed_memory
 from spriteforge.inference import load_for_inference
 from spriteforge.drawing import draw_characters
 
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--characters", type=int, default=64)
     args = parser.parse_args()
+    keep_freed_memory()  # as `spriteforge translate` does
     print(machine_line())
     model, config = load_for_inference(args.model, "cpu")
     size = config.image_size
