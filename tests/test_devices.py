@@ -228,6 +228,13 @@ def test_keep_freed_memory_reuses_freed_blocks_instead_of_faulting_fresh_pages()
     assert counts["after"] < 0.3 * pages  # then freed blocks are reused (at most one of the five faults afresh)
 
 
+def test_system_malloc_environment_variable_leaves_the_allocator_alone(monkeypatch):
+    from spriteforge.devices import keep_freed_memory
+
+    monkeypatch.setenv("SPRITEFORGE_SYSTEM_MALLOC", "1")
+    assert keep_freed_memory() is False
+
+
 def test_every_command_keeps_freed_memory(monkeypatch, capsys):
     import spriteforge.devices
     from spriteforge.cli import main

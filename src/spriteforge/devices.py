@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 from typing import Iterator
 
@@ -40,9 +41,10 @@ def keep_freed_memory() -> bool:
     mmap off and a 2 GiB trim threshold, freed blocks stay in the heap for the next batch. Memory the
     process no longer uses is returned only above that threshold, which suits the short-lived commands
     and a training run; a long-lived process that must shrink should not call this. Returns whether
-    it took effect (False off glibc, e.g. macOS, Windows or musl, where the system allocator stays as is).
+    it took effect (False off glibc, e.g. macOS, Windows or musl, where the system allocator stays as is,
+    and False when the environment sets SPRITEFORGE_SYSTEM_MALLOC=1, the way out if a long run's memory grows).
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("SPRITEFORGE_SYSTEM_MALLOC", "") not in ("", "0"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
