@@ -10,7 +10,8 @@ a step that can only get faster by doing less work.
 
 Models run at their defaults except capacity 1 (where a model has one), batch 4 characters, 64×64
 RGBA (BigGAN: its own image size), on a fixed random batch, each in a fresh process so that the peak
-resident memory (max RSS) column is the model's own.
+resident memory (max RSS) column is the model's own, set up as `spriteforge train` sets up memory
+(`devices.keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from contextlib import nullcontext
 import torch
 
 from common import build, flop_counter, machine_line, matmul_gflops, peak_cpu_memory_mib
+from spriteforge.devices import keep_freed_memory
 from spriteforge.models import MODELS, model_class
 
 PICTURES = ("cyclegan", "pix2pix-pairs")
@@ -69,6 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
+        keep_freed_memory()  # as `spriteforge train` does
         print(json.dumps(measure(args.one, args)))
         return
     peak = matmul_gflops(2048, 5)
