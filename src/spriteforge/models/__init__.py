@@ -10,6 +10,7 @@ from spriteforge.models.cdcgan import ConditionalDCGAN
 from spriteforge.models.collagan import CollaGAN
 from spriteforge.models.cyclegan import CycleGAN
 from spriteforge.models.dcgan import DCGAN
+from spriteforge.models.fastgan import FastGAN
 from spriteforge.models.munit import MUNIT
 from spriteforge.models.pix2pix import Pix2Pix
 from spriteforge.models.pix2pix_pairs import Pix2PixPairs
@@ -22,7 +23,7 @@ from spriteforge.models.yamata import Yamata
 
 MODELS: dict[str, type[SpriteModel]] = {model.name: model for model in (
     PairedStarGAN, UnpairedStarGAN, CollaGAN, Pix2Pix, DCGAN, ConditionalDCGAN, WGANGP,
-    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC, Yamata, BigGAN, DeepBigGAN, Turnaround,
+    AutoEncoder, CycleGAN, Pix2PixPairs, MUNIT, ReMIC, Yamata, BigGAN, DeepBigGAN, Turnaround, FastGAN,
 )}
 
 
