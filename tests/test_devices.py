@@ -103,7 +103,7 @@ def tiny_model(name: str, **given):
     options = {key: value for key, value in SMALL.items() if key in BY_KEY and BY_KEY[key].name in cls.uses}
     config = resolve(name, cls.uses, cls.defaults, {"batch": 2, **options, **given}, cls.refuses)
     domains = 4 if cls.data_kind == "characters" else 2
-    size = 64 if name.startswith("pix2pix") else 32
+    size = 64 if name.startswith("pix2pix") or name == "fastgan" else 32
     torch.manual_seed(0)
     model = cls(config, domains, 4) if name in ("biggan", "deep-biggan") else cls(config, domains, 4, size)
     shape = model.image_size if isinstance(model.image_size, tuple) else (model.image_size, model.image_size)

@@ -12,7 +12,7 @@ from spriteforge.models.pix2pix import PairModels
 EXPECTED = {
     "stargan-paired": {Imputer}, "stargan-unpaired": {Imputer}, "collagan": {Imputer}, "pix2pix": {Imputer},
     "munit": {Imputer}, "remic": {Imputer}, "yamata": {Imputer}, "turnaround": {Imputer},
-    "dcgan": {Sampler}, "cdcgan": {Sampler}, "wgan-gp": {Sampler}, "biggan": {Sampler}, "deep-biggan": {Sampler},
+    "dcgan": {Sampler}, "cdcgan": {Sampler}, "wgan-gp": {Sampler}, "biggan": {Sampler}, "deep-biggan": {Sampler}, "fastgan": {Sampler},
     "autoencoder": {Sampler},
     "cyclegan": {Stylizer},
     "pix2pix-pairs": {Stylizer, Imputer},  # its two domains are views: training-time L1 and previews impute the pixel art
