@@ -130,3 +130,38 @@ def test_moving_average_of_the_generator_draws_and_resumes(tmp_path):
     resumed.run()
     a, b = _state(straight), _state(resumed)
     assert any("generator_ema" in key for key in a) and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_moving_average_draws_with_batchnorm_statistics_of_its_own():
+    """The average's BatchNorm statistics are recomputed for its weights (standing statistics), not the live G's."""
+    from spriteforge.models.base import STANDING_LATENTS
+
+    torch.manual_seed(0)
+    model = make(ema_decay=0.5, lr=2e-3, feature_maps=8, latent=8)
+    batch = torch.rand(2, 4, 4, 32, 32) * 2 - 1
+    for step in range(4):
+        model.train_step(batch, step, 0.0)
+    average = model.generator_ema
+    stale = {name: value.clone() for name, value in average.named_buffers()}
+    latents = model.noise(STANDING_LATENTS, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        population = average.train()(latents)  # every layer normalised by the statistics of these 512 latents
+    rng = torch.get_rng_state()
+    model.eval()
+    drawn = model.sample(latents)
+    assert torch.equal(torch.get_rng_state(), rng)  # its latents come from a private generator
+    assert any(not torch.equal(stale[name], value) for name, value in average.named_buffers() if "running" in name)
+    stale_error = None
+    with torch.no_grad():
+        recalibrated = (drawn - population).abs().mean()
+        for name, value in average.named_buffers():
+            value.copy_(stale[name])
+        stale_error = (average.eval()(latents) - population).abs().mean()
+    assert recalibrated < 0.02 and recalibrated < stale_error / 3, (recalibrated, stale_error)
+    calls = []
+    model.standing_statistics = lambda network: calls.append(network)  # computed once per averaging step, not per draw
+    model.sample(latents[:2])
+    assert calls == []
+    model.train_step(batch, 4, 0.0)
+    model.sample(latents[:2])
+    assert len(calls) == 1

@@ -21,6 +21,9 @@ from spriteforge.models.kinds import Imputer, Stylizer
 from spriteforge.models.views import evaluation_cases
 from spriteforge.options import Config, read_toml
 
+STANDING_LATENTS, STANDING_BATCH, STANDING_SEED = 512, 64, 20240
+"""Latents (and their batch size and seed) over which a moving-average generator's BatchNorm statistics are recomputed."""
+
 DEFAULTS_FOLDER = Path(__file__).parent / "defaults"
 
 
@@ -92,6 +95,7 @@ class SpriteModel(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.base_lrs: dict[str, float] = {}
         self.grad_scalers: dict[str, torch.amp.GradScaler] = {}
+        self._average_updates, self._standing_for, self._standing = 0, -1, False  # see standing_statistics
         """--precision 16-mixed: one loss scaler per optimiser (the engine sets them up; `optimize` uses them)."""
 
     generator: nn.Module
@@ -137,13 +141,52 @@ class SpriteModel(nn.Module):
 
     @property
     def drawing_generator(self) -> nn.Module:
-        """The generator that draws pictures: the moving average when there is one."""
-        return getattr(self, "generator_ema", self.generator)
+        """The generator that draws pictures: the moving average when there is one, with BatchNorm
+        statistics of its own (`standing_statistics`)."""
+        average = getattr(self, "generator_ema", None)
+        if average is None:
+            return self.generator
+        if self._standing_for != self._average_updates and not self._standing:
+            self.standing_statistics(average)
+        return average
+
+    def standing_statistics(self, average: nn.Module) -> None:
+        """Recompute the BatchNorm statistics of the moving-average generator from its own outputs.
+
+        The average copies the live generator's running statistics, which belong to other weights: in
+        eval mode its layers then normalise by the wrong means and variances (fastgan at step 1,500 drew
+        visibly different colours). BigGAN's answer, "standing statistics": run the average in training
+        mode over STANDING_LATENTS fixed latents and keep the plain mean of the batch statistics. The
+        latents come from a private seeded generator, so training's random stream and resume are
+        untouched (the next averaging step copies the live statistics again). Skipped under torchrun,
+        where only rank 0 draws previews and a synchronised BatchNorm would wait for the others."""
+        self._standing_for = self._average_updates
+        norms = [layer for layer in average.modules() if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats]
+        if not norms or distributed.active():
+            return
+        momenta, mode = [layer.momentum for layer in norms], average.training
+        device = next(average.parameters()).device
+        generator = torch.Generator().manual_seed(STANDING_SEED)
+        self._standing = True
+        try:
+            for layer in norms:
+                layer.reset_running_stats()
+                layer.momentum = None  # a cumulative average over the batches
+            average.train()
+            with torch.no_grad():
+                for _ in range(STANDING_LATENTS // STANDING_BATCH):
+                    self.sample(self.noise(STANDING_BATCH, generator, device))
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
+            average.train(mode)
+            self._standing = False
 
     def update_moving_average(self, updates: int) -> dict[str, float]:
         """After generator update number `updates` (from 0): one averaging step; the decay used, to log."""
         if not hasattr(self, "generator_ema"):
             return {}
+        self._average_updates += 1
         return {"generator/ema-decay": update_moving_average(self.generator_ema, self.generator, self.config.ema_decay, updates)}
 
     def use_grad_scalers(self, device: torch.device | None) -> None:
