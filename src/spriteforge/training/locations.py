@@ -12,7 +12,7 @@ from spriteforge.training.run_folder import INFERENCE_ORDER, RunFolder
 
 # Models shipped inside the package: the name a user types → the weights file beside its model card.
 BUNDLED_FOLDER = Path(__file__).parent.parent / "weights"
-BUNDLED = {"default": "turnaround-default.safetensors"}
+BUNDLED = {"default": "turnaround-default.safetensors", "default-sampler": "fastgan-tinyhero.safetensors"}
 DEFAULT_MODEL = "default"
 DEFAULT_SAMPLER = "default-sampler"
 """What `default` means where new characters are drawn (`spriteforge sample`, `api.sample`)."""
