@@ -173,9 +173,10 @@ class SpriteModel(nn.Module):
                 layer.reset_running_stats()
                 layer.momentum = None  # a cumulative average over the batches
             average.train()
+            sampler: Any = self  # only samplers (models/kinds.Sampler) have a moving average, hence noise and sample
             with torch.no_grad():
                 for _ in range(STANDING_LATENTS // STANDING_BATCH):
-                    self.sample(self.noise(STANDING_BATCH, generator, device))
+                    sampler.sample(sampler.noise(STANDING_BATCH, generator, device))
         finally:
             for layer, momentum in zip(norms, momenta):
                 layer.momentum = momentum
