@@ -151,7 +151,6 @@ def test_moving_average_draws_with_batchnorm_statistics_of_its_own():
     drawn = model.sample(latents)
     assert torch.equal(torch.get_rng_state(), rng)  # its latents come from a private generator
     assert any(not torch.equal(stale[name], value) for name, value in average.named_buffers() if "running" in name)
-    stale_error = None
     with torch.no_grad():
         recalibrated = (drawn - population).abs().mean()
         for name, value in average.named_buffers():

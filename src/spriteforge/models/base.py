@@ -95,8 +95,8 @@ class SpriteModel(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.base_lrs: dict[str, float] = {}
         self.grad_scalers: dict[str, torch.amp.GradScaler] = {}
-        self._average_updates, self._standing_for, self._standing = 0, -1, False  # see standing_statistics
         """--precision 16-mixed: one loss scaler per optimiser (the engine sets them up; `optimize` uses them)."""
+        self._average_updates, self._standing_for = 0, -1  # see standing_statistics
 
     generator: nn.Module
     """Every model has a generator (what `translate`, `sample` and `stylize` draw with); most a discriminator."""
@@ -146,7 +146,7 @@ class SpriteModel(nn.Module):
         average = getattr(self, "generator_ema", None)
         if average is None:
             return self.generator
-        if self._standing_for != self._average_updates and not self._standing:
+        if self._standing_for != self._average_updates:  # set before the recompute, so its own draws do not recurse
             self.standing_statistics(average)
         return average
 
@@ -167,7 +167,6 @@ class SpriteModel(nn.Module):
         momenta, mode = [layer.momentum for layer in norms], average.training
         device = next(average.parameters()).device
         generator = torch.Generator().manual_seed(STANDING_SEED)
-        self._standing = True
         try:
             for layer in norms:
                 layer.reset_running_stats()
@@ -181,7 +180,6 @@ class SpriteModel(nn.Module):
             for layer, momentum in zip(norms, momenta):
                 layer.momentum = momentum
             average.train(mode)
-            self._standing = False
 
     def update_moving_average(self, updates: int) -> dict[str, float]:
         """After generator update number `updates` (from 0): one averaging step; the decay used, to log."""
