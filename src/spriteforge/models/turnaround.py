@@ -46,6 +46,8 @@ EMPTY, DRAWN, FIRST_VIEW = 0, 1, 2
 MATCH_TOLERANCE = 3.0 / 255
 # P(1, 2, 3 views given) per training example: the harder cases a little more often.
 GIVEN_PROBABILITIES = (0.4, 0.35, 0.25)
+# The view slots of a character seen in a mirror: back, right (as the left), front, left (as the right).
+MIRROR_ORDER = [0, 3, 2, 1]
 
 
 def candidate_count(domains: int) -> int:
@@ -168,7 +170,43 @@ def sample_given(count: int, domains: int, generator: torch.Generator | None = N
 def mirror_characters(batch: torch.Tensor) -> torch.Tensor:
     """The same characters seen in a mirror: every view flipped, left and right swapped."""
     flipped = batch.flip(-1)
-    return flipped[:, [0, 3, 2, 1]]
+    return flipped[:, MIRROR_ORDER]
+
+
+def unmirror_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Logits [B, D, K, H, W] drawn for `mirror_characters(views)` → the same choices for `views` itself:
+    view slots and view candidates swapped left ↔ right, columns flipped back. A pixel that the mirrored
+    pass copies from view e as is (mirrored) is, in the original, view e' as is (mirrored) too."""
+    order = [EMPTY, DRAWN] + [FIRST_VIEW + d for d in MIRROR_ORDER] + [FIRST_VIEW + len(MIRROR_ORDER) + d for d in MIRROR_ORDER]
+    return logits[:, MIRROR_ORDER][:, :, order].flip(-1)
+
+
+def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """[B, D, H, W]: per pixel the candidate j with the least Σ_k p_k·|v_j − v_k|₁ (the L1 it is expected to
+    miss the truth by, taking the model's distribution p over the candidates as the truth's).
+
+    Why not the most likely candidate: when a pixel is `empty` with p = 0.4 and three candidates of one
+    colour share the other 0.6, argmax leaves a hole; the expected L1 picks that colour. Ties go to the
+    first candidate, so the choice is deterministic.
+
+    probabilities [B, D, K, H, W]; views [B, D, C, H, W] (missing ones zeroed); drawn [B, D, C, H, W] RGBA.
+    Every candidate but `drawn` (empty, the views, mirrored) is the same for all view slots of a character,
+    so their distances to each other are computed once per character, not once per slot."""
+    count, domains, channels, height, width = views.shape
+    shared = torch.cat([torch.full_like(views[:, :1], -1.0), views, views.flip(-1)], dim=1)  # [B, S, C, H, W]
+    size = shared.shape[1]
+    p_shared = torch.cat([probabilities[:, :, EMPTY : EMPTY + 1], probabilities[:, :, FIRST_VIEW:]], dim=2)  # [B, D, S, H, W]
+    p_drawn = probabilities[:, :, DRAWN : DRAWN + 1]  # [B, D, 1, H, W]
+    between = shared.new_zeros(count, size, size, height, width)
+    for first in range(size):
+        for second in range(first + 1, size):
+            between[:, first, second] = between[:, second, first] = (shared[:, first] - shared[:, second]).abs().sum(1)
+    to_drawn = (drawn[:, :, None] - shared[:, None]).abs().sum(3)  # [B, D, S, H, W]
+    cost_shared = torch.stack([(p_shared * between[:, None, candidate]).sum(2) for candidate in range(size)], dim=2)
+    cost_shared += p_drawn * to_drawn
+    cost_drawn = (p_shared * to_drawn).sum(2, keepdim=True)
+    cost = torch.cat([cost_shared[:, :, :1], cost_drawn, cost_shared[:, :, 1:]], dim=2)  # candidate order
+    return first_argmax(cost.masked_fill_(~allowed[:, :, :, None, None], float("inf")).neg_(), 2)  # argmin, first on ties
 
 
 class Turnaround(SpriteModel):
@@ -198,18 +236,40 @@ class Turnaround(SpriteModel):
             self.discriminator = ViewCritic(channels, domain_count, image_size)
             self.make_optimizer("discriminator", self.discriminator, config.lr * config.get("ttur", 1.0))
         self.snap_drawn = True
+        # How a pixel's candidate is chosen when drawing (see `impute_all`); plain attributes, not options:
+        # they change no weights, and a run trained before them draws the new way too.
+        self.decoding: str = "least-expected-l1"  # or "most-likely" (argmax, as before stop 31)
+        self.mirror_average = True
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
     def impute_all(self, views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-        """[B, D, C, H, W]: every view, the given ones as given and the missing ones drawn."""
+        """[B, D, C, H, W]: every view, the given ones as given and the missing ones drawn.
+
+        Each missing pixel becomes one of its candidates: by default the one with the least expected L1
+        under the model's own distribution, averaged over the character and its mirror image
+        (the attributes `decoding` and `mirror_average`; see `least_expected_l1`)."""
         views = views * kept[:, :, None, None, None].to(views.dtype)
-        logits, drawn = self.generator(views, kept)
         count, domains, channels, height, width = views.shape
         allowed = allowed_candidates(kept)
-        choice = first_argmax(logits.masked_fill(~allowed[:, :, :, None, None], float("-inf")), 2)  # [B, D, H, W]
-        if self.snap_drawn:
-            drawn = snap_to_given_colours(drawn, views, kept, choice == DRAWN)
+        disallowed = ~allowed[:, :, :, None, None]
+        logits, drawn = self.generator(views, kept)
+        scores = logits.masked_fill(disallowed, float("-inf"))
+        if self.mirror_average:  # the same character seen in a mirror, its choices mapped back
+            mirrored_logits, mirrored_drawn = self.generator(mirror_characters(views), kept[:, MIRROR_ORDER])
+            mirrored = unmirror_logits(mirrored_logits).masked_fill(disallowed, float("-inf"))
+            scores = (scores.softmax(2) + mirrored.softmax(2)) / 2
+            drawn = (drawn + mirrored_drawn[:, MIRROR_ORDER].flip(-1)) / 2
+        if self.decoding == "most-likely":
+            choice = first_argmax(scores, 2)  # [B, D, H, W]
+            if self.snap_drawn:
+                drawn = snap_to_given_colours(drawn, views, kept, choice == DRAWN)
+        else:
+            if self.snap_drawn:  # any missing pixel may pick its drawn colour: decide on the colour it would get
+                drawn = snap_to_given_colours(drawn, views, kept, (~kept)[:, :, None, None].expand(count, domains, height, width))
+            probabilities = scores if self.mirror_average else scores.softmax(2)
+            opaque = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
+            choice = least_expected_l1(probabilities, views, opaque, allowed)
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
         # One pool per character: empty, each view's drawn colours, the views, the views mirrored; the
         # choice of view d indexes it (drawn → that view's own drawn colours).
