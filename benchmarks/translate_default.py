@@ -4,7 +4,9 @@ Per character every missing view is drawn (the turnaround model draws all four v
 Prints GFLOP per character (torch.utils.flop_counter) beside the time of a large fp32 matmul measured
 in the same run, so the share of the CPU's peak is read off the table. Real sprites come from the
 procedural set (few colours, like real sprites; the palette snapping depends on the colour count).
-Usage: OMP_NUM_THREADS=1 python benchmarks/translate_default.py [--model default] [--characters 64]
+With `--before`, the turnaround model also draws the way it did before stop 31 (the most likely
+candidate of one pass, `decoding="most-likely"`, `mirror_average=False`), in the same run.
+Usage: OMP_NUM_THREADS=1 python benchmarks/translate_default.py [--model default] [--characters 64] [--before]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--characters", type=int, default=64)
+    parser.add_argument("--before", action="store_true", help="also time the turnaround model's one-pass most-likely drawing")
     args = parser.parse_args()
     keep_freed_memory()  # as `spriteforge translate` does
     print(machine_line())
@@ -35,9 +38,15 @@ def main() -> None:
     peak = matmul_gflops()
     print(f"fp32 matmul 1024³ in this run: {peak:.1f} GFLOP/s")
     print()
-    print("| given views | missing | batch | GFLOP/character | ms/character | share of matmul peak |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for given in ([2], [1, 2], [0, 1, 2]):
+    drawings = [("as shipped", {})]
+    if args.before and hasattr(model, "mirror_average"):
+        drawings.append(("most likely, one pass", {"decoding": "most-likely", "mirror_average": False}))
+    print("| drawing | given views | missing | batch | GFLOP/character | ms/character | share of matmul peak |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    shipped = {name: getattr(model, name) for name in ("decoding", "mirror_average") if hasattr(model, name)}
+    for (label, settings), given in ((drawing, given) for given in ([2], [1, 2], [0, 1, 2]) for drawing in drawings):
+        for name, value in {**shipped, **settings}.items():
+            setattr(model, name, value)
         available = np.zeros((len(characters), 4), bool)
         available[:, given] = True
         for batch in (1, 32):
@@ -50,7 +59,7 @@ def main() -> None:
             draw_characters(model, config, characters, available, batch=batch)
             ms = (time.perf_counter() - start) / len(characters) * 1000
             names = "+".join(config.domains[g] for g in given)
-            print(f"| {names} | {4 - len(given)} | {batch} | {gflop:.2f} | {ms:.1f} | {gflop / (ms / 1000) / peak:.0%} |", flush=True)
+            print(f"| {label} | {names} | {4 - len(given)} | {batch} | {gflop:.2f} | {ms:.1f} | {gflop / (ms / 1000) / peak:.0%} |", flush=True)
 
 
 if __name__ == "__main__":
