@@ -279,3 +279,10 @@ def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing(
     alpha = candidates(inputs, drawn)[:, :, :, 3].gather(2, choice[:, :, None]).squeeze(2)  # snapping keeps alpha
     missing = ~kept[:, :, None, None].expand_as(alpha)
     assert torch.equal(model.impute_all(views, kept)[:, :, 3][missing], alpha[missing])
+
+
+def test_an_unknown_decoding_is_refused_in_one_line():
+    model = make().eval()
+    model.decoding = "most_likely"
+    with pytest.raises(SpriteForgeError, match="use one of least-expected-l1, most-likely"):
+        model.impute_all(sprites(1), torch.tensor([[False, False, True, False]]))

@@ -48,6 +48,8 @@ MATCH_TOLERANCE = 3.0 / 255
 GIVEN_PROBABILITIES = (0.4, 0.35, 0.25)
 # The view slots of a character seen in a mirror: back, right (as the left), front, left (as the right).
 MIRROR_ORDER = [0, 3, 2, 1]
+# How drawing picks each pixel's candidate (`Turnaround.decoding`): see `least_expected_l1`.
+DECODINGS = ("least-expected-l1", "most-likely")
 
 
 def candidate_count(domains: int) -> int:
@@ -238,7 +240,7 @@ class Turnaround(SpriteModel):
         self.snap_drawn = True
         # How a pixel's candidate is chosen when drawing (see `impute_all`); plain attributes, not options:
         # they change no weights, and a run trained before them draws the new way too.
-        self.decoding: str = "least-expected-l1"  # or "most-likely" (argmax, as before stop 31)
+        self.decoding: str = DECODINGS[0]  # "most-likely": argmax, as before stop 31
         self.mirror_average = True
 
     # -- inference --------------------------------------------------------------------------------
@@ -249,12 +251,14 @@ class Turnaround(SpriteModel):
         Each missing pixel becomes one of its candidates: by default the one with the least expected L1
         under the model's own distribution, averaged over the character and its mirror image
         (the attributes `decoding` and `mirror_average`; see `least_expected_l1`)."""
+        if self.decoding not in DECODINGS:
+            raise SpriteForgeError(f"decoding '{self.decoding}': use one of {', '.join(DECODINGS)}")
         views = views * kept[:, :, None, None, None].to(views.dtype)
         count, domains, channels, height, width = views.shape
         allowed = allowed_candidates(kept)
         disallowed = ~allowed[:, :, :, None, None]
         logits, drawn = self.generator(views, kept)
-        scores = logits.masked_fill(disallowed, float("-inf"))
+        scores = logits.masked_fill(disallowed, float("-inf"))  # logits of one pass, or probabilities of two
         if self.mirror_average:  # the same character seen in a mirror, its choices mapped back
             mirrored_logits, mirrored_drawn = self.generator(mirror_characters(views), kept[:, MIRROR_ORDER])
             mirrored = unmirror_logits(mirrored_logits).masked_fill(disallowed, float("-inf"))
@@ -262,15 +266,14 @@ class Turnaround(SpriteModel):
             drawn = (drawn + mirrored_drawn[:, MIRROR_ORDER].flip(-1)) / 2
         if self.decoding == "most-likely":
             choice = first_argmax(scores, 2)  # [B, D, H, W]
-            if self.snap_drawn:
-                drawn = snap_to_given_colours(drawn, views, kept, choice == DRAWN)
+            snapped = choice == DRAWN
         else:
-            if self.snap_drawn:  # any missing pixel may pick its drawn colour: decide on the colour it would get
-                drawn = snap_to_given_colours(drawn, views, kept, (~kept)[:, :, None, None].expand(count, domains, height, width))
-            probabilities = scores if self.mirror_average else scores.softmax(2)
-            opaque = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
-            choice = least_expected_l1(probabilities, views, opaque, allowed)
+            snapped = (~kept)[:, :, None, None].expand(count, domains, height, width)  # any missing pixel may pick it
+        if self.snap_drawn:
+            drawn = snap_to_given_colours(drawn, views, kept, snapped)
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
+        if self.decoding == "least-expected-l1":  # decided on the colours the pixels would get
+            choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed)
         # One pool per character: empty, each view's drawn colours, the views, the views mirrored; the
         # choice of view d indexes it (drawn → that view's own drawn colours).
         pool = torch.cat([torch.full_like(views[:, :1], -1.0), drawn, views, views.flip(-1)], dim=1)
