@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spriteforge.models.blocks import PointwiseConv2d, SelfAttention, SmallMapConv2d, first_argmax, frozen
+from spriteforge.models.blocks import (PointwiseConv2d, SelfAttention, SmallMapConv2d, first_argmax, frozen, half_size_mean,
+                                      upsample_concat)
 
 
 def test_frozen_network_passes_gradients_through_but_keeps_none():
@@ -75,6 +76,8 @@ def test_pointwise_conv_draws_as_conv2d_and_trains_through_conv2d(bias):
         torch.testing.assert_close(pointwise(x), reference(x), rtol=1e-5, atol=1e-5)
     with torch.inference_mode():
         torch.testing.assert_close(pointwise(x), reference(x), rtol=1e-5, atol=1e-5)
+        wide = x.contiguous(memory_format=torch.channels_last)  # drawing hands it channels-last maps
+        torch.testing.assert_close(pointwise(wide), reference(x), rtol=1e-5, atol=1e-5)
     x.requires_grad_()
     pointwise(x).square().sum().backward()
     grad = x.grad.clone()
@@ -91,3 +94,23 @@ def test_first_argmax_is_argmax_ties_and_minus_infinity_included():
     values[0, 0, :, 0, 0] = float("-inf")  # all masked: index 0, as argmax gives
     for dim in (0, 1, 2, 4):
         assert torch.equal(first_argmax(values, dim), values.argmax(dim))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_drawing_shortcuts_give_the_values_of_the_plain_ops(layout):
+    """half_size_mean is avg_pool2d and upsample_concat is interpolate + cat, bit for bit, in either memory
+    layout and with gradients (where both fall back to the plain ops)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8, 6).contiguous(memory_format=layout)
+    skip = torch.randn(3, 2, 16, 12).contiguous(memory_format=layout)
+    with torch.inference_mode():
+        assert torch.equal(half_size_mean(x), F.avg_pool2d(x, 2))
+        joined = upsample_concat(x, skip)
+        assert torch.equal(joined, torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
+        assert joined.is_contiguous(memory_format=layout)
+    x.requires_grad_()
+    half_size_mean(x).square().sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    F.avg_pool2d(x, 2).square().sum().backward()
+    assert torch.equal(grad, x.grad)

@@ -13,8 +13,9 @@ from spriteforge.data.synthetic import generate_characters
 from spriteforge.errors import SpriteForgeError
 from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
-from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates,
-                                           least_expected_l1, mirror_characters, sample_given, source_targets)
+from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates, decoding_columns,
+                                           least_expected_l1, mirror_characters, sample_given, snap_to_given_colours,
+                                           source_targets)
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer
 
@@ -286,3 +287,60 @@ def test_an_unknown_decoding_is_refused_in_one_line():
     model.decoding = "most_likely"
     with pytest.raises(SpriteForgeError, match="use one of least-expected-l1, most-likely"):
         model.impute_all(sprites(1), torch.tensor([[False, False, True, False]]))
+
+
+def test_drawing_a_character_does_not_depend_on_the_rest_of_its_batch():
+    """Drawing decides only the candidates and view slots some character of the batch can use: a character
+    drawn alone or beside others with other given views gets the same sheet, and the channels-last drawing
+    path keeps the network's values (up to rounding) of the channels-first training path."""
+    torch.manual_seed(0)
+    model = make().eval()
+    views = sprites(4)
+    kept = torch.tensor([[False, False, True, False], [True, True, False, False], [True, True, True, False], [False, True, False, True]])
+    together = model.impute_all(views, kept)
+    for row in range(4):
+        assert torch.equal(model.impute_all(views[row : row + 1], kept[row : row + 1])[0], together[row])
+    inputs = views * kept[:, :, None, None, None]
+    with torch.no_grad():
+        logits, drawn = model.generator(inputs, kept)
+    trained_logits, trained_drawn = model.generator(inputs, kept)  # with gradients: channels-first
+    torch.testing.assert_close(logits, trained_logits.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(drawn, trained_drawn.detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_least_expected_l1_over_the_usable_candidates_only_decides_the_same():
+    torch.manual_seed(0)
+    kept = torch.tensor([[False, True, False, False], [False, True, True, False]])
+    allowed = allowed_candidates(kept)
+    logits = torch.randn(2, 4, 10, 6, 5).masked_fill(~allowed[:, :, :, None, None], float("-inf"))
+    probabilities = logits.softmax(2)
+    views = torch.rand(2, 4, 4, 6, 5) * 2 - 1
+    views[:, :, 3] = torch.where(views[:, :, 3] > 0, 1.0, -1.0)
+    views = views * kept[:, :, None, None, None]
+    drawn = torch.cat([torch.rand(2, 4, 3, 6, 5) * 2 - 1, torch.ones(2, 4, 1, 6, 5)], dim=2)
+    columns = decoding_columns(allowed)
+    assert columns.tolist() == [EMPTY, DRAWN, FIRST_VIEW + 1, FIRST_VIEW + 2, FIRST_VIEW + 5, FIRST_VIEW + 6]
+    full = least_expected_l1(probabilities, views, drawn, allowed)
+    assert torch.equal(least_expected_l1(probabilities[:, :, columns], views, drawn, allowed), full)
+    assert allowed.gather(2, full.flatten(2)).all()
+
+
+def test_snapping_moves_drawn_colours_to_each_characters_own_palette():
+    """Every snapped pixel takes the nearest opaque colour of its own character's given views (written out
+    per character here), the other pixels keep their colour, and a character with no opaque given pixel is
+    left alone."""
+    torch.manual_seed(0)
+    views = sprites(3)
+    views[2, 0, 3] = -1.0  # the third character's only given view is fully transparent
+    kept = torch.tensor([[False, False, True, False], [True, True, False, False], [True, False, False, False]])
+    drawn = torch.rand(3, 4, 3, 32, 32) * 2 - 1
+    where = torch.rand(3, 4, 32, 32) < 0.5
+    snapped = snap_to_given_colours(drawn, views, kept, where)
+    for row in range(2):
+        given = views[row, kept[row]].movedim(1, -1).reshape(-1, 4)
+        palette = torch.unique(given[given[:, 3] > -1][:, :3], dim=0)
+        colours = drawn[row].movedim(1, -1)[where[row]]
+        expected = palette[((colours[:, None] - palette[None]) ** 2).sum(2).argmin(1)]
+        torch.testing.assert_close(snapped[row].movedim(1, -1)[where[row]], expected, rtol=0, atol=1e-6)
+        assert torch.equal(snapped[row].movedim(1, -1)[~where[row]], drawn[row].movedim(1, -1)[~where[row]])
+    assert torch.equal(snapped[2], drawn[2])

@@ -100,6 +100,12 @@ def draw_characters(model, config, views: np.ndarray, available: np.ndarray, dev
                 row = int(stuck[0])
                 missing = int(np.flatnonzero(~kept[row].cpu().numpy())[0])
                 model.impute(chunk[row : row + 1], kept[row : row + 1], torch.tensor([missing], device=device), **forced)
+        if palette is None:  # the whole batch at once
+            filled = binarize_alpha(drawn) if binary_alpha else drawn
+            filled = np.where(drawable[:, :, None, None, None], filled, 0)  # a view the model does not draw: transparent
+            given = available[start : start + batch][:, :, None, None, None]
+            result[start : start + batch] = np.where(given, result[start : start + batch], filled)
+            continue
         for row in range(len(drawn)):
             for index in range(views.shape[1]):
                 if available[start + row, index]:

@@ -160,8 +160,8 @@ def to_tensor(rgba: np.ndarray, channels: int = 4) -> torch.Tensor:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """float [..., C, H, W] in [-1, 1] → uint8 [..., H, W, 4]; RGB input gets opaque alpha."""
-    images = images.detach().float().cpu().clamp(-1, 1)
-    array = torch.round((images + 1.0) * 127.5).to(torch.uint8).movedim(-3, -1).numpy()
+    images = images.detach().float().cpu().clamp(-1, 1)  # a new tensor: the steps below work in place
+    array = images.add_(1.0).mul_(127.5).round_().to(torch.uint8).movedim(-3, -1).numpy()
     if array.shape[-1] == 3:
         alpha = np.full(array.shape[:-1] + (1,), 255, np.uint8)
         array = np.concatenate([array, alpha], axis=-1)

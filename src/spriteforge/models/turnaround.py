@@ -32,13 +32,14 @@ from torch.nn.utils.parametrizations import spectral_norm
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import PointwiseConv2d, ResidualBlock, first_argmax, init_glorot, instance_norm
+from spriteforge.models.blocks import PointwiseConv2d, ResidualBlock, first_argmax, half_size_mean, init_glorot, instance_norm, upsample_concat
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss
 from spriteforge.models.views import check_four_views
 from spriteforge.options import Config
 
 LEVELS = 4
+CHANNELS_LAST_LEVELS = 2  # drawing on a CPU, the levels at 64² and 32² run channels-last (see TurnaroundNet.forward)
 # Candidates per pixel of a view: 0 empty, 1 drawn, 2..2+D the views as they are, then mirrored.
 EMPTY, DRAWN, FIRST_VIEW = 0, 1, 2
 # Two colours closer than this (in [-1, 1] units, every channel) are the same colour: 1.5/255 survives
@@ -88,19 +89,30 @@ class TurnaroundNet(nn.Module):
 
     def forward(self, views: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """views [B, D, C, H, W] (missing ones zeroed), kept [B, D] → logits [B, D, K, H, W], drawn RGB [B, D, 3, H, W]."""
-        count, domains, _, height, width = views.shape
+        count, domains, channels, height, width = views.shape
         planes = kept[:, :, None, None].to(views.dtype).expand(count, domains, height, width)
-        x = torch.cat([views.flatten(1, 2), views.flip(-1).flatten(1, 2), planes], dim=1)
+        # Drawing on a CPU, the large maps go channels-last: oneDNN runs a 3×3 conv to 16 or 32 channels on
+        # 64² maps about twice as fast that way; at 16² and below its group norm is faster channels-first.
+        wide = not torch.is_grad_enabled() and views.device.type == "cpu"
+        if wide:
+            x = torch.empty(count, 2 * domains * channels + domains, height, width, dtype=views.dtype, memory_format=torch.channels_last)
+            x[:, : domains * channels] = views.flatten(1, 2)
+            x[:, domains * channels : 2 * domains * channels] = views.flatten(1, 2).flip(-1)
+            x[:, 2 * domains * channels :] = planes
+        else:
+            x = torch.cat([views.flatten(1, 2), views.flip(-1).flatten(1, 2), planes], dim=1)
         skips = []
         for level, stage in enumerate(self.down):
             if level:
-                x = F.avg_pool2d(x, 2)
+                x = half_size_mean(x)
+            if wide and level == CHANNELS_LAST_LEVELS:
+                x = x.contiguous()
             x = stage(x)
             skips.append(x)
         x = self.middle(x)
         for stage, skip in zip(self.up, reversed(skips[:-1])):
-            x = stage(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
-        out = self.head(x).view(count, domains, self.outputs_per_view, height, width)
+            x = stage(upsample_concat(x, skip))
+        out = self.head(x.contiguous()).view(count, domains, self.outputs_per_view, height, width)  # the 1×1 head runs channels-first
         return out[:, :, :-3], torch.tanh(out[:, :, -3:])
 
 
@@ -175,12 +187,26 @@ def mirror_characters(batch: torch.Tensor) -> torch.Tensor:
     return flipped[:, MIRROR_ORDER]
 
 
-def unmirror_logits(logits: torch.Tensor) -> torch.Tensor:
+def unmirror_logits(logits: torch.Tensor, columns: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [B, D, K, H, W] drawn for `mirror_characters(views)` → the same choices for `views` itself:
     view slots and view candidates swapped left ↔ right, columns flipped back. A pixel that the mirrored
-    pass copies from view e as is (mirrored) is, in the original, view e' as is (mirrored) too."""
-    order = [EMPTY, DRAWN] + [FIRST_VIEW + d for d in MIRROR_ORDER] + [FIRST_VIEW + len(MIRROR_ORDER) + d for d in MIRROR_ORDER]
-    return logits[:, MIRROR_ORDER][:, :, order].flip(-1)
+    pass copies from view e as is (mirrored) is, in the original, view e' as is (mirrored) too.
+    With `columns` (candidate indices, see `decoding_columns`) and `slots` (view slots), only those, in that order."""
+    order = torch.tensor([EMPTY, DRAWN] + [FIRST_VIEW + d for d in MIRROR_ORDER] + [FIRST_VIEW + len(MIRROR_ORDER) + d for d in MIRROR_ORDER],
+                         device=logits.device)
+    slot_order = torch.tensor(MIRROR_ORDER, device=logits.device)
+    if columns is not None:
+        order = order[columns]
+    if slots is not None:
+        slot_order = slot_order[slots]
+    return logits.index_select(2, order).index_select(1, slot_order).flip(-1)
+
+
+def decoding_columns(allowed: torch.Tensor) -> torch.Tensor:
+    """The candidate indices (in candidate order) that some character of the batch may use: empty, drawn,
+    and every view given to one of them, as is and mirrored. The others have probability 0 everywhere,
+    so drawing can leave them out: with one given view, 4 of the 10 candidates."""
+    return allowed.any(1).any(0).nonzero().flatten()
 
 
 def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -191,24 +217,32 @@ def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: t
     colour share the other 0.6, argmax leaves a hole; the expected L1 picks that colour. Ties go to the
     first candidate, so the choice is deterministic.
 
-    probabilities [B, D, K, H, W]; views [B, D, C, H, W] (missing ones zeroed); drawn [B, D, C, H, W] RGBA.
-    Every candidate but `drawn` (empty, the views, mirrored) is the same for all view slots of a character,
-    so their distances to each other are computed once per character, not once per slot."""
+    probabilities [B, D, K, H, W] over every candidate or over `decoding_columns(allowed)` only; views
+    [B, D, C, H, W] (missing ones zeroed); drawn [B, D, C, H, W] RGBA; allowed [B, D, K]. Every candidate but `drawn` (empty, the views, mirrored) is the same for all view slots of a character,
+    so their distances to each other are computed once per character, not once per slot; and only views
+    given to some character of the batch take part (the others have probability 0 and are not allowed),
+    so a batch with one given view weighs 3 such candidates, not 9."""
     count, domains, channels, height, width = views.shape
-    shared = torch.cat([torch.full_like(views[:, :1], -1.0), views, views.flip(-1)], dim=1)  # [B, S, C, H, W]
+    columns = decoding_columns(allowed)
+    if probabilities.shape[2] != len(columns):  # over every candidate: keep those of `columns`
+        probabilities = probabilities[:, :, columns]
+    used = columns[FIRST_VIEW : FIRST_VIEW + (len(columns) - FIRST_VIEW) // 2] - FIRST_VIEW  # the views given somewhere
+    given = views[:, used]
+    shared = torch.cat([torch.full_like(views[:, :1], -1.0), given, given.flip(-1)], dim=1)  # [B, S, C, H, W]
     size = shared.shape[1]
     p_shared = torch.cat([probabilities[:, :, EMPTY : EMPTY + 1], probabilities[:, :, FIRST_VIEW:]], dim=2)  # [B, D, S, H, W]
     p_drawn = probabilities[:, :, DRAWN : DRAWN + 1]  # [B, D, 1, H, W]
     between = shared.new_zeros(count, size, size, height, width)
     for first in range(size):
         for second in range(first + 1, size):
-            between[:, first, second] = between[:, second, first] = (shared[:, first] - shared[:, second]).abs().sum(1)
-    to_drawn = (drawn[:, :, None] - shared[:, None]).abs().sum(3)  # [B, D, S, H, W]
+            between[:, first, second] = between[:, second, first] = (shared[:, first] - shared[:, second]).abs_().sum(1)
+    to_drawn = torch.stack([(drawn - shared[:, None, candidate]).abs_().sum(2) for candidate in range(size)], dim=2)  # [B, D, S, H, W]
     cost_shared = torch.stack([(p_shared * between[:, None, candidate]).sum(2) for candidate in range(size)], dim=2)
     cost_shared += p_drawn * to_drawn
     cost_drawn = (p_shared * to_drawn).sum(2, keepdim=True)
-    cost = torch.cat([cost_shared[:, :, :1], cost_drawn, cost_shared[:, :, 1:]], dim=2)  # candidate order
-    return first_argmax(cost.masked_fill_(~allowed[:, :, :, None, None], float("inf")).neg_(), 2)  # argmin, first on ties
+    cost = torch.cat([cost_shared[:, :, :1], cost_drawn, cost_shared[:, :, 1:]], dim=2)  # the order of `columns`
+    cost.masked_fill_(~allowed[:, :, columns, None, None], float("inf"))
+    return columns[first_argmax(cost.neg_(), 2)]  # argmin, first on ties (`columns` keeps the candidate order)
 
 
 class Turnaround(SpriteModel):
@@ -255,33 +289,41 @@ class Turnaround(SpriteModel):
             raise SpriteForgeError(f"decoding '{self.decoding}': use one of {', '.join(DECODINGS)}")
         views = views * kept[:, :, None, None, None].to(views.dtype)
         count, domains, channels, height, width = views.shape
-        allowed = allowed_candidates(kept)
-        disallowed = ~allowed[:, :, :, None, None]
+        slots = (~kept).any(0).nonzero().flatten()  # view slots missing for some character: only they are decided
+        if len(slots) == 0:
+            return views
+        missing = ~kept[:, slots]
+        allowed = allowed_candidates(kept)[:, slots]
+        columns = decoding_columns(allowed)  # the candidates this batch can use; the others have probability 0
+        disallowed = ~allowed[:, :, columns, None, None]
         logits, drawn = self.generator(views, kept)
-        scores = logits.masked_fill(disallowed, float("-inf"))  # logits of one pass, or probabilities of two
+        scores = logits.index_select(1, slots).index_select(2, columns).masked_fill_(disallowed, float("-inf"))  # logits of one pass, or probabilities of two
+        drawn = drawn.index_select(1, slots)
         if self.mirror_average:  # the same character seen in a mirror, its choices mapped back
             mirrored_logits, mirrored_drawn = self.generator(mirror_characters(views), kept[:, MIRROR_ORDER])
-            mirrored = unmirror_logits(mirrored_logits).masked_fill(disallowed, float("-inf"))
-            scores = (scores.softmax(2) + mirrored.softmax(2)) / 2
-            drawn = (drawn + mirrored_drawn[:, MIRROR_ORDER].flip(-1)) / 2
+            mirrored = unmirror_logits(mirrored_logits, columns, slots).masked_fill_(disallowed, float("-inf"))
+            scores = scores.softmax(2).add_(mirrored.softmax(2)).div_(2)
+            drawn = drawn.add_(mirrored_drawn.index_select(1, torch.tensor(MIRROR_ORDER, device=slots.device)[slots]).flip(-1)).div_(2)
         if self.decoding == "most-likely":
-            choice = first_argmax(scores, 2)  # [B, D, H, W]
+            choice = columns[first_argmax(scores, 2)]  # [B, S, H, W]
             snapped = choice == DRAWN
         else:
-            snapped = (~kept)[:, :, None, None].expand(count, domains, height, width)  # any missing pixel may pick it
+            snapped = missing[:, :, None, None].expand(-1, -1, height, width)  # any missing pixel may pick it
         if self.snap_drawn:
             drawn = snap_to_given_colours(drawn, views, kept, snapped)
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
         if self.decoding == "least-expected-l1":  # decided on the colours the pixels would get
             choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed)
-        # One pool per character: empty, each view's drawn colours, the views, the views mirrored; the
-        # choice of view d indexes it (drawn → that view's own drawn colours).
+        # One pool per character: empty, each slot's drawn colours, the views, the views mirrored; the
+        # choice of slot s indexes it (drawn → that slot's own drawn colours).
         pool = torch.cat([torch.full_like(views[:, :1], -1.0), drawn, views, views.flip(-1)], dim=1)
-        index = torch.where(choice == EMPTY, 0, torch.where(choice == DRAWN, 1 + torch.arange(domains, device=views.device)[None, :, None, None],
-                                                                 choice - FIRST_VIEW + 1 + domains))
-        index = index[:, :, None].expand(count, domains, channels, height, width)
-        picked = pool.flatten(3).gather(1, index.flatten(3)).view(count, domains, channels, height, width)
-        return torch.where(kept[:, :, None, None, None], views, picked)
+        index = torch.where(choice == EMPTY, 0, torch.where(choice == DRAWN, 1 + torch.arange(len(slots), device=views.device)[None, :, None, None],
+                                                                 choice - FIRST_VIEW + 1 + len(slots)))
+        index = index[:, :, None].expand(-1, -1, channels, height, width)
+        picked = pool.flatten(3).gather(1, index.flatten(3)).view(count, len(slots), channels, height, width)
+        result = views.clone()
+        result[:, slots] = torch.where(missing[:, :, None, None, None], picked, views[:, slots])
+        return result
 
     @torch.no_grad()
     def impute(self, views, available, target):
@@ -352,22 +394,31 @@ class Turnaround(SpriteModel):
 
 def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Drawn RGB [B, D, 3, H, W] at the pixels `where` ([B, D, H, W]) moved to the nearest opaque colour
-    of the character's given views (the other pixels are not used, so they are left as they are)."""
+    of the character's given views (the other pixels are not used, so they are left as they are).
+
+    All characters at once: each one's palette (its distinct colours, in code order) padded to the
+    longest with a colour far outside [-1, 1] that is never the nearest."""
+    count, domains = kept.shape
+    slots = where.flatten(2).any(2).any(0)  # view slots with a pixel to snap in some character
+    opaque = kept[:, :, None, None] & (views[:, :, 3] > -1)
+    if not slots.any() or not opaque.any():
+        return drawn
+    given = kept.any(0).nonzero().flatten()  # views given to some character: the others add no colour
+    pixels = views.index_select(1, given).movedim(2, -1)[opaque[:, given]]  # [P, C] opaque given pixels
+    levels = ((pixels[:, :3] + 1) * 127.5).round().long()
+    rows = torch.arange(count, device=views.device)[:, None, None, None].expand_as(opaque[:, given])[opaque[:, given]]
+    keys = torch.unique(rows << 24 | (levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2])  # by character, then colour code
+    key_rows, key_codes = keys >> 24, keys & 0xFFFFFF
+    sizes = torch.bincount(key_rows, minlength=count)
+    place = torch.arange(len(keys), device=views.device) - (sizes.cumsum(0) - sizes)[key_rows]
+    palette = drawn.new_full((count, int(sizes.max()), 3), 1000.0)
+    palette[key_rows, place] = torch.stack([key_codes >> 16, (key_codes >> 8) & 255, key_codes & 255], 1).to(drawn.dtype) / 127.5 - 1
+    chosen = drawn[:, slots]  # [B, S, 3, H, W]
+    colours = chosen.movedim(2, -1).reshape(count, -1, 3)
+    # |p|² − 2c·p: the squared distance less |c|², which is the same for every palette colour of a pixel
+    nearest = torch.baddbmm(palette.square().sum(2)[:, None], colours, palette.transpose(1, 2), alpha=-2).argmin(2)  # [B, S·H·W]
+    snapped = palette.gather(1, nearest[:, :, None].expand(-1, -1, 3)).view(chosen.movedim(2, -1).shape).movedim(-1, 2)
     result = drawn.clone()
-    for row in range(len(views)):
-        if not where[row].any():
-            continue
-        given = views[row, kept[row]]  # [G, C, H, W]
-        pixels = given.movedim(1, -1).reshape(-1, given.shape[1])
-        pixels = pixels[pixels[:, 3] > -1]  # opaque pixels only
-        if len(pixels) == 0:
-            continue
-        levels = ((pixels[:, :3] + 1) * 127.5).round().long()
-        codes = torch.unique((levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2])
-        palette = torch.stack([codes >> 16, (codes >> 8) & 255, codes & 255], 1).to(drawn.dtype) / 127.5 - 1
-        mask = where[row]  # [D, H, W]
-        colours = drawn[row].movedim(1, -1)[mask]  # [P, 3]
-        nearest = torch.cdist(colours, palette).argmin(1)
-        target = result[row].movedim(1, -1)
-        target[mask] = palette[nearest]
+    mask = (where[:, slots] & (sizes > 0)[:, None, None, None])[:, :, None]
+    result[:, slots] = torch.where(mask, snapped, chosen)
     return result

@@ -21,7 +21,7 @@ from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import ResidualBlock, SelfAttention, frozen, init_normal, instance_norm
+from spriteforge.models.blocks import ResidualBlock, SelfAttention, frozen, init_normal, instance_norm, upsample_concat
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.pix2pix import PatchDiscriminator
 from spriteforge.models.views import one_view_missing, sample_kept_views
@@ -91,7 +91,7 @@ class YamataGenerator(nn.Module):
         noise = self.noise_map(noise).view(len(views), -1, *x.shape[-2:])
         x = self.bottleneck(torch.cat([x, noise], dim=1))
         for stage, skip in zip(self.decoder, reversed(skips)):
-            x = stage(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
+            x = stage(upsample_concat(x, skip))
         return torch.stack([head(x) for head in self.heads], dim=1)
 
 
