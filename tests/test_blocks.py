@@ -63,6 +63,10 @@ def test_self_attention_matches_scaled_dot_product_attention():
     flat = lambda t: t.flatten(2).transpose(1, 2)
     mixed = F.scaled_dot_product_attention(flat(block.query(x)), flat(block.key(x)), flat(block.value(x)))
     torch.testing.assert_close(block(x), x + 0.7 * mixed.transpose(1, 2).reshape(x.shape))
+    big = torch.randn(5, 16, 16, 12, dtype=torch.float64)  # 192 positions: drawing's query blocks of 128 end short
+    mixed = F.scaled_dot_product_attention(flat(block.query(big)), flat(block.key(big)), flat(block.value(big)))
+    with torch.inference_mode():  # drawing's path: blocks of queries
+        torch.testing.assert_close(block(big), big + 0.7 * mixed.transpose(1, 2).reshape(big.shape))
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -70,6 +70,22 @@ def test_parameter_counts_and_shapes():
     assert YAMATA.evaluation_given_views == 3
 
 
+def test_drawing_runs_the_same_network_as_training():
+    """Without gradients on a CPU the four heads run as one grouped network and attention in query blocks:
+    the same function as the plain path, with a trained-looking γ so attention counts."""
+    torch.manual_seed(0)
+    model = make(size=32)
+    for block in model.generator.modules():
+        if isinstance(block, SelfAttention):
+            block.gamma.data.fill_(0.5)
+    for head in model.generator.heads:  # different heads, so a mixed-up head order shows
+        nn.init.normal_(head[1].weight, 1.0, 0.3)
+    views, available, noise = torch.rand(3, 4, 4, 32, 32) * 2 - 1, torch.tensor([[0, 0, 1, 0], [1, 0, 0, 1], [1, 1, 0, 1]], dtype=torch.bool), torch.randn(3, 128)
+    trained = model.generator(views, available, noise)
+    with torch.inference_mode():
+        torch.testing.assert_close(model.generator(views, available, noise), trained.detach(), rtol=1e-4, atol=1e-5)
+
+
 def test_self_attention_starts_as_identity_and_mixes_positions():
     block = SelfAttention(16)
     x = torch.randn(2, 16, 4, 4)

@@ -92,7 +92,24 @@ class YamataGenerator(nn.Module):
         x = self.bottleneck(torch.cat([x, noise], dim=1))
         for stage, skip in zip(self.decoder, reversed(skips)):
             x = stage(upsample_concat(x, skip))
-        return torch.stack([head(x) for head in self.heads], dim=1)
+        if torch.is_grad_enabled() or x.device.type != "cpu":
+            return torch.stack([head(x) for head in self.heads], dim=1)
+        return self.draw_heads(x)
+
+    def draw_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """The four heads as one: their 3×3 convs as one conv to 4× the channels, their 7×7 convs as one grouped conv.
+
+        Why: oneDNN runs a 7×7 conv from 16 channels to 4 at about 7 GFLOP/s on a CPU; the four as one
+        grouped conv take 0.6× the time, and one 3×3 conv to 64 channels beats four to 16. The same
+        weights and function as the heads (InstanceNorm is per channel, so one norm over the stacked
+        channels is the four norms)."""
+        convs, norms, activations, outputs = zip(*[(head[0], head[1], head[2], head[3]) for head in self.heads])
+        y = F.conv2d(x, torch.cat([conv.weight for conv in convs]), padding=convs[0].padding)
+        y = F.group_norm(y, y.shape[1], torch.cat([norm.weight for norm in norms]), torch.cat([norm.bias for norm in norms]), norms[0].eps)
+        y = F.leaky_relu(y, activations[0].negative_slope)
+        y = F.conv2d(y, torch.cat([out.weight for out in outputs]), torch.cat([out.bias for out in outputs]),
+                     padding=outputs[0].padding, groups=len(outputs))
+        return torch.tanh(y).view(len(x), len(outputs), -1, *y.shape[-2:])
 
 
 def tuple_input(views: torch.Tensor, available: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
