@@ -92,7 +92,8 @@ class TurnaroundNet(nn.Module):
         count, domains, channels, height, width = views.shape
         planes = kept[:, :, None, None].to(views.dtype).expand(count, domains, height, width)
         # Drawing on a CPU, the large maps go channels-last: oneDNN runs a 3×3 conv to 16 or 32 channels on
-        # 64² maps about twice as fast that way; at 16² and below its group norm is faster channels-first.
+        # 64² maps about twice as fast that way (the norms there are `InstanceGroupNorm`'s stable path); at
+        # 16² and below the norms cost more than the convs gain, so those levels stay channels-first.
         wide = not torch.is_grad_enabled() and views.device.type == "cpu"
         if wide:
             x = torch.empty(count, 2 * domains * channels + domains, height, width, dtype=views.dtype, memory_format=torch.channels_last)
@@ -218,10 +219,11 @@ def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: t
     first candidate, so the choice is deterministic.
 
     probabilities [B, D, K, H, W] over every candidate or over `decoding_columns(allowed)` only; views
-    [B, D, C, H, W] (missing ones zeroed); drawn [B, D, C, H, W] RGBA; allowed [B, D, K]. Every candidate but `drawn` (empty, the views, mirrored) is the same for all view slots of a character,
-    so their distances to each other are computed once per character, not once per slot; and only views
-    given to some character of the batch take part (the others have probability 0 and are not allowed),
-    so a batch with one given view weighs 3 such candidates, not 9."""
+    [B, D, C, H, W] (missing ones zeroed); drawn [B, D, C, H, W] RGBA; allowed [B, D, K]. Every candidate
+    but `drawn` (empty, the views, mirrored) is the same for all view slots of a character, so their
+    distances to each other are computed once per character, not once per slot; and only views given to
+    some character of the batch take part (the others have probability 0 and are not allowed), so a
+    batch with one given view weighs 3 such candidates, not 9."""
     count, domains, channels, height, width = views.shape
     columns = decoding_columns(allowed)
     if probabilities.shape[2] != len(columns):  # over every candidate: keep those of `columns`
@@ -398,7 +400,7 @@ def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.
 
     All characters at once: each one's palette (its distinct colours, in code order) padded to the
     longest with a colour far outside [-1, 1] that is never the nearest."""
-    count, domains = kept.shape
+    count = len(kept)
     slots = where.flatten(2).any(2).any(0)  # view slots with a pixel to snap in some character
     opaque = kept[:, :, None, None] & (views[:, :, 3] > -1)
     if not slots.any() or not opaque.any():

@@ -13,6 +13,8 @@ the evaluation used ReMIC's attributes. What SpriteForge makes whole (reference 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,11 +105,14 @@ class YamataGenerator(nn.Module):
         grouped conv take 0.6× the time, and one 3×3 conv to 64 channels beats four to 16. The same
         weights and function as the heads (InstanceNorm is per channel, so one norm over the stacked
         channels is the four norms)."""
-        convs, norms, activations, outputs = zip(*[(head[0], head[1], head[2], head[3]) for head in self.heads])
+        heads = [cast(nn.Sequential, head) for head in self.heads]
+        convs = [cast(nn.Conv2d, head[0]) for head in heads]
+        norms = [cast(nn.GroupNorm, head[1]) for head in heads]
+        outputs = [cast(nn.Conv2d, head[3]) for head in heads]
         y = F.conv2d(x, torch.cat([conv.weight for conv in convs]), padding=convs[0].padding)
         y = F.group_norm(y, y.shape[1], torch.cat([norm.weight for norm in norms]), torch.cat([norm.bias for norm in norms]), norms[0].eps)
-        y = F.leaky_relu(y, activations[0].negative_slope)
-        y = F.conv2d(y, torch.cat([out.weight for out in outputs]), torch.cat([out.bias for out in outputs]),
+        y = F.leaky_relu(y, cast(nn.LeakyReLU, heads[0][2]).negative_slope)
+        y = F.conv2d(y, torch.cat([out.weight for out in outputs]), torch.cat([cast(torch.Tensor, out.bias) for out in outputs]),
                      padding=outputs[0].padding, groups=len(outputs))
         return torch.tanh(y).view(len(x), len(outputs), -1, *y.shape[-2:])
 
