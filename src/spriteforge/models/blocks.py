@@ -13,17 +13,23 @@ from spriteforge import distributed
 from spriteforge.devices import full_precision
 
 
+def drawing_on_cpu(x: torch.Tensor) -> bool:
+    """Whether the hand-written drawing paths below apply: no gradient, a CPU tensor, and not being traced
+    (an exported graph needs the plain ops: the fast paths write into views and decide from the data)."""
+    return not torch.is_grad_enabled() and x.device.type == "cpu" and not torch.jit.is_tracing()
+
+
 class InstanceGroupNorm(nn.GroupNorm):
     """GroupNorm with one group per channel (InstanceNorm with affine parameters), safe on channels-last maps.
 
-    Why: on a CPU, torch 2.13's GroupNorm on a channels-last map takes the variance as E[x²] − E[x]²,
-    which cancels catastrophically when a channel's mean is large against its spread (mean 100, std 0.1:
-    errors of 134 against 2·10⁻⁴ channels-first). Drawing runs the large maps channels-last, so there the
+    Why: on a CPU, torch 2.13's GroupNorm on a channels-last map cancels catastrophically when a channel's
+    mean is large against its spread, as a one-pass E[x²] − E[x]² variance does (pytorch/pytorch#40302;
+    mean 100, std 0.1: errors of 134 against 2·10⁻⁴ channels-first). Drawing runs the large maps channels-last, so there the
     mean is taken first and the variance of the centred values after; elsewhere it is GroupNorm itself.
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or input.dim() != 4 or self.num_groups != self.num_channels or input.is_contiguous() \
+        if not drawing_on_cpu(input) or input.dim() != 4 or self.num_groups != self.num_channels or input.is_contiguous() \
                 or not input.is_contiguous(memory_format=torch.channels_last):
             return super().forward(input)
         count, channels, height, width = input.shape
@@ -99,7 +105,7 @@ class PointwiseConv2d(nn.Conv2d):
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if torch.is_grad_enabled() or input.device.type != "cpu" or input.dim() != 4 or self.kernel_size != (1, 1) \
+        if not drawing_on_cpu(input) or input.dim() != 4 or self.kernel_size != (1, 1) \
                 or self.stride != (1, 1) or self.padding != (0, 0) or self.groups != 1:
             return super()._conv_forward(input, weight, bias)
         count, channels, height, width = input.shape
@@ -118,7 +124,7 @@ def half_size_mean(x: torch.Tensor) -> torch.Tensor:
     Why: oneDNN-less avg_pool2d ran [32, 16, 64, 64] in 7.7 ms on one thread, the adds in 1.8 ms; the sum
     is taken in avg_pool2d's order and ×0.25 is exact, so the result is bit for bit the same.
     """
-    if x.device.type != "cpu" or x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2:
+    if x.device.type != "cpu" or torch.jit.is_tracing() or x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2:
         return F.avg_pool2d(x, 2)
     count, channels, height, width = x.shape
     blocks = x.view(count, channels, height // 2, 2, width // 2, 2)
@@ -136,7 +142,7 @@ def upsample_concat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     broadcast copy), and the concatenation copies everything again; here each pixel is written once,
     straight into the concatenated map. The same values; with gradients it is F.interpolate + cat.
     """
-    if torch.is_grad_enabled() or x.device.type != "cpu" or x.dim() != 4:
+    if not drawing_on_cpu(x) or x.dim() != 4:
         return torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1)
     count, channels, height, width = x.shape
     layout = torch.channels_last if skip.dim() == 4 and not skip.is_contiguous() and skip.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
@@ -224,7 +230,7 @@ class SelfAttention(nn.Module):
         query, key, value = flat(self.query(x)), flat(self.key(x)), flat(self.value(x))
         if x.device.type != "cpu":
             mixed = F.scaled_dot_product_attention(query, key, value)
-        elif torch.is_grad_enabled():
+        elif not drawing_on_cpu(x):
             # Queries and values differ in width, so CPU attention takes PyTorch's reference path, which also
             # scans the [B, HW, HW] weights for fully masked rows. Plain softmax(QKᵀ/√d)·V in slices of
             # 4 sprites keeps those weights in cache: 1.7× faster at 32×32 positions (the same function).

@@ -32,7 +32,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import PointwiseConv2d, ResidualBlock, first_argmax, half_size_mean, init_glorot, instance_norm, upsample_concat
+from spriteforge.models.blocks import (PointwiseConv2d, ResidualBlock, drawing_on_cpu, first_argmax, half_size_mean, init_glorot,
+                                      instance_norm, upsample_concat)
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss
 from spriteforge.models.views import check_four_views
@@ -94,7 +95,7 @@ class TurnaroundNet(nn.Module):
         # Drawing on a CPU, the large maps go channels-last: oneDNN runs a 3×3 conv to 16 or 32 channels on
         # 64² maps about twice as fast that way (the norms there are `InstanceGroupNorm`'s stable path); at
         # 16² and below the norms cost more than the convs gain, so those levels stay channels-first.
-        wide = not torch.is_grad_enabled() and views.device.type == "cpu"
+        wide = drawing_on_cpu(views)
         if wide:
             x = torch.empty(count, 2 * domains * channels + domains, height, width, dtype=views.dtype, memory_format=torch.channels_last)
             x[:, : domains * channels] = views.flatten(1, 2)
@@ -206,7 +207,10 @@ def unmirror_logits(logits: torch.Tensor, columns: torch.Tensor | None = None, s
 def decoding_columns(allowed: torch.Tensor) -> torch.Tensor:
     """The candidate indices (in candidate order) that some character of the batch may use: empty, drawn,
     and every view given to one of them, as is and mirrored. The others have probability 0 everywhere,
-    so drawing can leave them out: with one given view, 4 of the 10 candidates."""
+    so drawing can leave them out: with one given view, 4 of the 10 candidates. When traced for export,
+    all of them: the graph must serve any given views."""
+    if torch.jit.is_tracing():
+        return torch.arange(allowed.shape[2], device=allowed.device)
     return allowed.any(1).any(0).nonzero().flatten()
 
 
@@ -291,9 +295,12 @@ class Turnaround(SpriteModel):
             raise SpriteForgeError(f"decoding '{self.decoding}': use one of {', '.join(DECODINGS)}")
         views = views * kept[:, :, None, None, None].to(views.dtype)
         count, domains, channels, height, width = views.shape
-        slots = (~kept).any(0).nonzero().flatten()  # view slots missing for some character: only they are decided
-        if len(slots) == 0:
-            return views
+        if torch.jit.is_tracing():  # an exported graph decides every slot, whatever is given
+            slots = torch.arange(domains, device=views.device)
+        else:  # the view slots missing for some character: only they are decided
+            slots = (~kept).any(0).nonzero().flatten()
+            if len(slots) == 0:
+                return views
         missing = ~kept[:, slots]
         allowed = allowed_candidates(kept)[:, slots]
         columns = decoding_columns(allowed)  # the candidates this batch can use; the others have probability 0

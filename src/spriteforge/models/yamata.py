@@ -23,7 +23,7 @@ from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models import losses
 from spriteforge.models.base import SpriteModel
-from spriteforge.models.blocks import ResidualBlock, SelfAttention, frozen, init_normal, instance_norm, upsample_concat
+from spriteforge.models.blocks import ResidualBlock, SelfAttention, drawing_on_cpu, frozen, init_normal, instance_norm, upsample_concat
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.pix2pix import PatchDiscriminator
 from spriteforge.models.views import one_view_missing, sample_kept_views
@@ -94,7 +94,7 @@ class YamataGenerator(nn.Module):
         x = self.bottleneck(torch.cat([x, noise], dim=1))
         for stage, skip in zip(self.decoder, reversed(skips)):
             x = stage(upsample_concat(x, skip))
-        if torch.is_grad_enabled() or x.device.type != "cpu":
+        if not drawing_on_cpu(x):
             return torch.stack([head(x) for head in self.heads], dim=1)
         return self.draw_heads(x)
 
