@@ -24,8 +24,9 @@ class InstanceGroupNorm(nn.GroupNorm):
 
     Why: on a CPU, torch 2.13's GroupNorm on a channels-last map cancels catastrophically when a channel's
     mean is large against its spread, as a one-pass E[x²] − E[x]² variance does (pytorch/pytorch#40302;
-    mean 100, std 0.1: errors of 134 against 2·10⁻⁴ channels-first). Drawing runs the large maps channels-last, so there the
-    mean is taken first and the variance of the centred values after; elsewhere it is GroupNorm itself.
+    mean 100, std 0.1: errors of 134 against 2·10⁻⁴ channels-first). Drawing runs the large maps
+    channels-last, so there the mean is taken first and the variance of the centred values after;
+    elsewhere it is GroupNorm itself.
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

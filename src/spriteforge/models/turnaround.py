@@ -189,6 +189,13 @@ def mirror_characters(batch: torch.Tensor) -> torch.Tensor:
     return flipped[:, MIRROR_ORDER]
 
 
+def unmirror_slots(values: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-slot maps [B, D, …, W] drawn for `mirror_characters(views)` → those of `views` itself: slots
+    swapped left ↔ right, columns flipped back; with `slots`, only those slots, in that order."""
+    order = torch.tensor(MIRROR_ORDER, device=values.device)
+    return values.index_select(1, order if slots is None else order[slots]).flip(-1)
+
+
 def unmirror_logits(logits: torch.Tensor, columns: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [B, D, K, H, W] drawn for `mirror_characters(views)` → the same choices for `views` itself:
     view slots and view candidates swapped left ↔ right, columns flipped back. A pixel that the mirrored
@@ -196,12 +203,7 @@ def unmirror_logits(logits: torch.Tensor, columns: torch.Tensor | None = None, s
     With `columns` (candidate indices, see `decoding_columns`) and `slots` (view slots), only those, in that order."""
     order = torch.tensor([EMPTY, DRAWN] + [FIRST_VIEW + d for d in MIRROR_ORDER] + [FIRST_VIEW + len(MIRROR_ORDER) + d for d in MIRROR_ORDER],
                          device=logits.device)
-    slot_order = torch.tensor(MIRROR_ORDER, device=logits.device)
-    if columns is not None:
-        order = order[columns]
-    if slots is not None:
-        slot_order = slot_order[slots]
-    return logits.index_select(2, order).index_select(1, slot_order).flip(-1)
+    return unmirror_slots(logits.index_select(2, order if columns is None else order[columns]), slots)
 
 
 def decoding_columns(allowed: torch.Tensor) -> torch.Tensor:
@@ -312,7 +314,7 @@ class Turnaround(SpriteModel):
             mirrored_logits, mirrored_drawn = self.generator(mirror_characters(views), kept[:, MIRROR_ORDER])
             mirrored = unmirror_logits(mirrored_logits, columns, slots).masked_fill_(disallowed, float("-inf"))
             scores = scores.softmax(2).add_(mirrored.softmax(2)).div_(2)
-            drawn = drawn.add_(mirrored_drawn.index_select(1, torch.tensor(MIRROR_ORDER, device=slots.device)[slots]).flip(-1)).div_(2)
+            drawn = drawn.add_(unmirror_slots(mirrored_drawn, slots)).div_(2)
         if self.decoding == "most-likely":
             choice = columns[first_argmax(scores, 2)]  # [B, S, H, W]
             snapped = choice == DRAWN
