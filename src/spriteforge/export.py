@@ -5,10 +5,11 @@ Imputers (models that draw missing views) export as
     views [B, D, C, H, W] float32 in [-1, 1] (missing views any value), available [B, D] bool
         → images [B, D, C, H, W] float32 in [-1, 1]: every view, the given ones as given.
 
-The turnaround model's graph is its whole pixel-source selection; one step is left out because its
-data-dependent loops do not trace: snapping *drawn* pixels to the character's own colours (PyTorch
-does it by default). Do that after the graph, e.g. with `spriteforge.drawing.snap_to_palette`
-and the given views' colours; the exported graph is compared with PyTorch with the snap off.
+The turnaround model's graph is its whole pixel-source selection; two steps are left out because
+their data-dependent loops do not trace: snapping *drawn* pixels to the character's own colours, and
+filling enclosed holes the model thinks are opaque (PyTorch does both by default). Snap after the
+graph, e.g. with `spriteforge.drawing.snap_to_palette` and the given views' colours; the exported
+graph is compared with PyTorch with both off.
 Other imputers export as views, available, target [B] int64 → images [B, C, H, W] (the target view).
 
 Samplers (new characters) export as noise [B, Z] (and view labels [B] int64 for view-conditional
@@ -35,7 +36,7 @@ OPSET = 17
 
 
 class AllViews(nn.Module):
-    """turnaround: every view in one pass (drawn colours not snapped, see the module doc)."""
+    """turnaround: every view in one pass (drawn colours not snapped, holes not filled: see the module doc)."""
 
     def __init__(self, model):
         super().__init__()
@@ -84,6 +85,7 @@ def example_inputs(model, config, batch: int = 2) -> tuple[nn.Module, tuple, lis
         available[1:, 1] = True
         if isinstance(model, Turnaround):  # the model that draws every view in one pass (`impute_all`)
             model.snap_drawn = False
+            model.fill_holes = False
             return AllViews(model), (views, available), ["views", "available"], ["images"], {
                 "views": {0: "batch"}, "available": {0: "batch"}, "images": {0: "batch"}}
         target = torch.zeros(batch, dtype=torch.long)
@@ -122,7 +124,8 @@ def export_onnx(location, out: str | Path, opset: int = OPSET) -> tuple[Path, di
     description = {"model": config.model, "views": list(config.domains), "image_size": config.image_size,
                    "channels": config.output_channels, "inputs": input_names, "outputs": output_names, "opset": opset,
                    "range": "[-1, 1]; uint8 = round((x + 1) * 127.5)",
-                   "note": ("drawn pixels are not snapped to the given views' colours; snap them after the graph"
+                   "note": ("drawn pixels are not snapped to the given views' colours (snap them after the graph), "
+                            "and enclosed holes are not filled"
                             if isinstance(wrapper, AllViews) else "")}
     with imageio.atomic_write(out.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")

@@ -216,7 +216,8 @@ def decoding_columns(allowed: torch.Tensor) -> torch.Tensor:
     return allowed.any(1).any(0).nonzero().flatten()
 
 
-def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: torch.Tensor, allowed: torch.Tensor,
+                      hole_allowance: torch.Tensor | None = None) -> torch.Tensor:
     """[B, D, H, W]: per pixel the candidate j with the least Σ_k p_k·|v_j − v_k|₁ (the L1 it is expected to
     miss the truth by, taking the model's distribution p over the candidates as the truth's).
 
@@ -250,7 +251,61 @@ def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: t
     cost_drawn = (p_shared * to_drawn).sum(2, keepdim=True)
     cost = torch.cat([cost_shared[:, :, :1], cost_drawn, cost_shared[:, :, 1:]], dim=2)  # the order of `columns`
     cost.masked_fill_(~allowed[:, :, columns, None, None], float("inf"))
-    return columns[first_argmax(cost.neg_(), 2)]  # argmin, first on ties (`columns` keeps the candidate order)
+    choice = first_argmax(cost.neg_(), 2)  # argmin, first on ties (`columns` keeps the candidate order)
+    if hole_allowance is not None:
+        choice = fill_enclosed_holes(choice, cost, probabilities, shared, hole_allowance)
+    return columns[choice]
+
+
+def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, probabilities: torch.Tensor, shared: torch.Tensor,
+                        allowance: torch.Tensor) -> torch.Tensor:
+    """`least_expected_l1`'s choice (column indices [B, D, H, W]) with no more enclosed transparent pixels per
+    drawn view than `allowance` [B] (as many as the character's given view with the most, see
+    `Turnaround.hole_allowance`): the excess pixels, those the model is least sure are transparent first,
+    take their best opaque candidate instead.
+
+    Why: where the model cannot agree on *which* colour a pixel inside the figure has, the transparent
+    candidate can still be the least expected L1 (it sits between the colours), and such pixels punch
+    holes into the figure: sides drawn from a front had 4.8 enclosed transparent pixels per view on RPG
+    Maker XP, where real sides have 0.04. A character drawn with holes (a gap between arm and body) may
+    keep as many as it shows. A pixel is enclosed when no 4-connected path of transparent pixels joins it
+    to the border."""
+    alpha = shared[:, :, 3]  # [B, S, H, W]: empty, then the shared candidates in column order
+    clear_shared = alpha <= 0
+    clear = torch.cat([clear_shared[:, :1], torch.zeros_like(clear_shared[:, :1]), clear_shared[:, 1:]], dim=1)  # + drawn (opaque)
+    clear = clear[:, None].expand(-1, choice.shape[1], -1, -1, -1)  # [B, D, K', H, W]
+    transparent = clear.gather(2, choice[:, :, None]).squeeze(2)
+    enclosed = transparent & ~reaches_border(transparent)
+    excess = enclosed.flatten(2).sum(2) - allowance[:, None]  # [B, D]
+    if not (excess > 0).any():
+        return choice
+    likely_clear = (probabilities * clear).sum(2).masked_fill_(~enclosed, float("inf")).flatten(2)
+    order = likely_clear.argsort(dim=2, stable=True)  # the least likely transparent first
+    rank = torch.empty_like(order).scatter_(2, order, torch.arange(order.shape[2], device=order.device).expand_as(order))
+    fill = (rank < excess[:, :, None]).view_as(enclosed) & enclosed
+    opaque_choice = first_argmax(negative_cost.masked_fill(clear, float("-inf")), 2)
+    return torch.where(fill, opaque_choice, choice)
+
+
+def reaches_border(clear: torch.Tensor) -> torch.Tensor:
+    """[..., H, W] bool: the pixels of `clear` joined to the image border by a 4-connected path within `clear`
+    (flood fill from the border, 8 steps between checks for the fixed point)."""
+    reached = torch.zeros_like(clear)
+    reached[..., 0, :] = clear[..., 0, :]
+    reached[..., -1, :] = clear[..., -1, :]
+    reached[..., :, 0] |= clear[..., :, 0]
+    reached[..., :, -1] |= clear[..., :, -1]
+    while True:
+        before = reached.clone()
+        for _ in range(8):
+            grown = reached.clone()
+            grown[..., 1:, :] |= reached[..., :-1, :]
+            grown[..., :-1, :] |= reached[..., 1:, :]
+            grown[..., :, 1:] |= reached[..., :, :-1]
+            grown[..., :, :-1] |= reached[..., :, 1:]
+            reached = grown & clear
+        if torch.equal(reached, before):
+            return reached
 
 
 class Turnaround(SpriteModel):
@@ -284,6 +339,7 @@ class Turnaround(SpriteModel):
         # they change no weights, and a run trained before them draws the new way too.
         self.decoding: str = DECODINGS[0]  # "most-likely": argmax, as before stop 31
         self.mirror_average = True
+        self.fill_holes = True  # no more enclosed holes per drawn view than the given views have: `fill_enclosed_holes`
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -324,7 +380,7 @@ class Turnaround(SpriteModel):
             drawn = snap_to_given_colours(drawn, views, kept, snapped)
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
         if self.decoding == "least-expected-l1":  # decided on the colours the pixels would get
-            choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed)
+            choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed, self.hole_allowance(views, kept))
         # One pool per character: empty, each slot's drawn colours, the views, the views mirrored; the
         # choice of slot s indexes it (drawn → that slot's own drawn colours).
         pool = torch.cat([torch.full_like(views[:, :1], -1.0), drawn, views, views.flip(-1)], dim=1)
@@ -335,6 +391,14 @@ class Turnaround(SpriteModel):
         result = views.clone()
         result[:, slots] = torch.where(missing[:, :, None, None, None], picked, views[:, slots])
         return result
+
+    def hole_allowance(self, views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor | None:
+        """[B]: how many enclosed transparent pixels a drawn view of each character may keep (see
+        `fill_enclosed_holes`): as many as the given view with the most. None when `fill_holes` is off."""
+        if not self.fill_holes or torch.jit.is_tracing():  # its flood fill is a data-dependent loop
+            return None
+        clear = views[:, :, 3] <= 0
+        return (clear & ~reaches_border(clear) & kept[:, :, None, None]).flatten(2).sum(2).amax(1)
 
     @torch.no_grad()
     def impute(self, views, available, target):
