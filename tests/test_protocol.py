@@ -205,6 +205,17 @@ def test_protocol_fid_and_kid_reuse_features(extractor):
     assert "FID/KID: FID InceptionV3" in text and "| FID | KID×10³ | L1 |" in text
 
 
+def test_the_all_systems_table_compares_kid_alone():
+    """`--metrics kid` alone used to give an all-systems table with no columns: one empty cell per row."""
+    def system(kid):
+        return {"cases": [{"target": "back", "given": ["front"], "missing": 3, "kid": kid}], "by_missing": {"3": {"kid": kid}}}
+
+    report = {"systems": {"default": system(0.0135), "baseline:mirror": system(0.0286)}, "characters": 300, "metrics": ["kid"], "cases": 1}
+    text = reports.markdown(report)
+    assert "| target | given | missing | default KID×10³ | baseline:mirror KID×10³ |" in text
+    assert "| back | f | 3 | 13.50 | 28.60 |" in text and "|  |" not in text
+
+
 def test_training_time_fid_helper(extractor):
     from spriteforge.data.batches import to_model_input
 

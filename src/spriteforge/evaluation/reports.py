@@ -57,8 +57,8 @@ def markdown(report: dict, title: str = "") -> str:
     for name in names:
         for group, values in systems[name]["by_missing"].items():
             lines.append(f"| {name} | {group} | " + " | ".join(_cell(values, *c[::2]) for c in present) + " |")
-    if len(names) > 1:
-        compared = [c for c in present if c[0] in ("fid", "l1", "view")]
+    compared = [c for c in present if c[0] in ("fid", "kid", "l1", "view")]
+    if len(names) > 1 and compared:
         header = [f"{name} {c[1]}" for c in compared for name in names]
         lines += ["", "### Every case, all systems", "",
                   "| target | given | missing | " + " | ".join(header) + " |",
