@@ -107,7 +107,8 @@ def enclosed_holes(images: np.ndarray, use_scipy: bool | None = None) -> np.ndar
     A transparent pixel (alpha < 128) is enclosed when no path of 4-connected transparent pixels joins it
     to the image border: a hole punched into the figure. Real sprites have few (a gap between arm and
     body); a model that deletes pixels leaves many. scipy.ndimage labels the components when scipy is
-    installed (`use_scipy=None`); otherwise, or with `use_scipy=False`, a flood fill from the border does.
+    installed (`use_scipy=None`); otherwise, or with `use_scipy=False`, the drawing's own flood fill from the
+    border (`models.blocks.reaches_border`) does.
     """
     clear = ~opaque(images)
     if clear.size == 0:
@@ -126,19 +127,9 @@ def enclosed_holes(images: np.ndarray, use_scipy: bool | None = None) -> np.ndar
         outside = labels[:, :1, :1]
         reached = labels[:, 1:-1, 1:-1] == outside
     else:
-        reached = np.zeros_like(clear)
-        reached[:, 0, :], reached[:, -1, :], reached[:, :, 0], reached[:, :, -1] = (
-            clear[:, 0, :], clear[:, -1, :], clear[:, :, 0], clear[:, :, -1])
-        while True:
-            grown = reached.copy()
-            grown[:, 1:, :] |= reached[:, :-1, :]
-            grown[:, :-1, :] |= reached[:, 1:, :]
-            grown[:, :, 1:] |= reached[:, :, :-1]
-            grown[:, :, :-1] |= reached[:, :, 1:]
-            grown &= clear
-            if (grown == reached).all():
-                break
-            reached = grown
+        from spriteforge.models.blocks import reaches_border
+
+        reached = reaches_border(torch.from_numpy(clear)).numpy()
     return (clear & ~reached).reshape(len(images), -1).sum(axis=1)
 
 

@@ -168,6 +168,28 @@ def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
     return index
 
 
+def reaches_border(clear: torch.Tensor) -> torch.Tensor:
+    """[..., H, W] bool: the pixels of `clear` joined to the image border by a 4-connected path within `clear`
+    (flood fill from the border, 8 steps between checks for the fixed point). The transparent pixels it
+    does not reach are enclosed holes: drawing fills excess ones (turnaround), the evaluation counts them."""
+    reached = torch.zeros_like(clear)
+    reached[..., 0, :] = clear[..., 0, :]
+    reached[..., -1, :] = clear[..., -1, :]
+    reached[..., :, 0] |= clear[..., :, 0]
+    reached[..., :, -1] |= clear[..., :, -1]
+    while True:
+        before = reached.clone()
+        for _ in range(8):
+            grown = reached.clone()
+            grown[..., 1:, :] |= reached[..., :-1, :]
+            grown[..., :-1, :] |= reached[..., 1:, :]
+            grown[..., :, 1:] |= reached[..., :, :-1]
+            grown[..., :, :-1] |= reached[..., :, 1:]
+            reached = grown & clear
+        if torch.equal(reached, before):
+            return reached
+
+
 class ResidualBlock(nn.Module):
     """conv-norm-LeakyReLU-conv-norm + identity, no activation after the add (StarGAN's block)."""
 

@@ -33,7 +33,7 @@ from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import (PointwiseConv2d, ResidualBlock, drawing_on_cpu, first_argmax, half_size_mean, init_glorot,
-                                      instance_norm, upsample_concat)
+                                      instance_norm, reaches_border, upsample_concat)
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss
 from spriteforge.models.views import check_four_views
@@ -285,27 +285,6 @@ def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, proba
     fill = (rank < excess[:, :, None]).view_as(enclosed) & enclosed
     opaque_choice = first_argmax(negative_cost.masked_fill(clear, float("-inf")), 2)
     return torch.where(fill, opaque_choice, choice)
-
-
-def reaches_border(clear: torch.Tensor) -> torch.Tensor:
-    """[..., H, W] bool: the pixels of `clear` joined to the image border by a 4-connected path within `clear`
-    (flood fill from the border, 8 steps between checks for the fixed point)."""
-    reached = torch.zeros_like(clear)
-    reached[..., 0, :] = clear[..., 0, :]
-    reached[..., -1, :] = clear[..., -1, :]
-    reached[..., :, 0] |= clear[..., :, 0]
-    reached[..., :, -1] |= clear[..., :, -1]
-    while True:
-        before = reached.clone()
-        for _ in range(8):
-            grown = reached.clone()
-            grown[..., 1:, :] |= reached[..., :-1, :]
-            grown[..., :-1, :] |= reached[..., 1:, :]
-            grown[..., :, 1:] |= reached[..., :, :-1]
-            grown[..., :, :-1] |= reached[..., :, 1:]
-            reached = grown & clear
-        if torch.equal(reached, before):
-            return reached
 
 
 class Turnaround(SpriteModel):
