@@ -4,8 +4,8 @@ Per character every missing view is drawn (the turnaround model draws all four v
 Prints GFLOP per character (torch.utils.flop_counter) beside the time of a large fp32 matmul measured
 in the same run, so the share of the CPU's peak is read off the table. Real sprites come from the
 procedural set (few colours, like real sprites; the palette snapping depends on the colour count).
-With `--before`, the turnaround model also draws without hole filling (`fill_holes=False`, before stop 33)
-and the way it did before stop 31 (the most likely candidate of one pass, `decoding="most-likely"`,
+With `--before`, the turnaround model also draws without speck removal (`remove_specks=False`, before
+stop 34), without hole filling either (`fill_holes=False`, before stop 33) and the way it did before stop 31 (the most likely candidate of one pass, `decoding="most-likely"`,
 `mirror_average=False`), in the same run.
 Usage: OMP_NUM_THREADS=1 python benchmarks/translate_default.py [--model default] [--characters 64] [--before]
 """
@@ -40,13 +40,14 @@ def main() -> None:
     print(f"fp32 matmul 1024³ in this run: {peak:.1f} GFLOP/s")
     print()
     drawings = [("as shipped", {})]
-    if args.before and hasattr(model, "fill_holes"):
-        drawings.append(("no hole filling", {"fill_holes": False}))
+    if args.before and hasattr(model, "remove_specks"):
+        drawings.append(("no speck removal", {"remove_specks": False}))
+        drawings.append(("no speck removal, no hole filling", {"remove_specks": False, "fill_holes": False}))
     if args.before and hasattr(model, "mirror_average"):
-        drawings.append(("most likely, one pass", {"decoding": "most-likely", "mirror_average": False, "fill_holes": False}))
+        drawings.append(("most likely, one pass", {"decoding": "most-likely", "mirror_average": False, "fill_holes": False, "remove_specks": False}))
     print("| drawing | given views | missing | batch | GFLOP/character | ms/character | share of matmul peak |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    shipped = {name: getattr(model, name) for name in ("decoding", "mirror_average", "fill_holes") if hasattr(model, name)}
+    shipped = {name: getattr(model, name) for name in ("decoding", "mirror_average", "fill_holes", "remove_specks") if hasattr(model, name)}
     for (label, settings), given in ((drawing, given) for given in ([2], [1, 2], [0, 1, 2]) for drawing in drawings):
         for name, value in {**shipped, **settings}.items():
             setattr(model, name, value)

@@ -41,7 +41,7 @@ def test_onnx_export_matches_pytorch(model, tmp_path, capsys):
         from spriteforge.inference import load_for_inference
 
         network, _ = load_for_inference(run, "cpu")
-        network.snap_drawn, network.fill_holes = False, False  # as exported
+        network.snap_drawn, network.fill_holes, network.remove_specks = False, False, False  # as exported
         views = torch.rand(2, 4, 4, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
         available = torch.tensor([[True, False, False, False], [False, False, False, True]])  # the back; the right
         with torch.no_grad():

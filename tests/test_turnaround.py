@@ -12,10 +12,10 @@ from PIL import Image
 from spriteforge import imageio
 from spriteforge.data.synthetic import generate_characters
 from spriteforge.errors import SpriteForgeError
-from spriteforge.evaluation.metrics import enclosed_holes
+from spriteforge.evaluation.metrics import enclosed_holes, stray_specks
 from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
-from spriteforge.models.blocks import reaches_border
+from spriteforge.models.blocks import reaches_border, speck_pixels
 from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates, decoding_columns,
                                            least_expected_l1, mirror_characters, sample_given,
                                            snap_to_given_colours, source_targets)
@@ -327,6 +327,61 @@ def test_the_hole_allowance_is_that_of_the_holiest_given_view():
     assert model.hole_allowance(views, kept).tolist() == [1, 3, 0]
     model.fill_holes = False
     assert model.hole_allowance(views, kept) is None
+
+
+def test_speck_pixels_are_the_components_of_one_or_two_pixels():
+    """The speck finder agrees with scipy's 8-connected component labelling on random masks of every
+    density, and by hand: a lone pixel and a diagonal pair are specks, an L of three pixels is not."""
+    generator = torch.Generator().manual_seed(0)
+    solid = torch.rand(60, 12, 12, generator=generator) < torch.linspace(0.05, 0.6, 60)[:, None, None]
+    found = speck_pixels(solid)
+    if importlib.util.find_spec("scipy") is not None:
+        from scipy import ndimage
+
+        for mask, specks in zip(solid.numpy(), found.numpy()):
+            labels, _ = ndimage.label(mask, np.ones((3, 3)))
+            small = np.bincount(labels.ravel()) <= 2
+            small[0] = False
+            assert (small[labels] == specks).all()
+    shapes = torch.zeros(1, 9, 9, dtype=torch.bool)
+    shapes[0, 1, 1] = True  # alone
+    shapes[0, 4, 4] = shapes[0, 5, 5] = True  # a diagonal pair
+    shapes[0, 1, 6] = shapes[0, 2, 6] = shapes[0, 2, 7] = True  # an L: three pixels
+    assert speck_pixels(shapes).nonzero().tolist() == [[0, 1, 1], [0, 4, 4], [0, 5, 5]]
+    images = np.zeros((2, 9, 9, 4), np.uint8)
+    images[0, ..., 3] = np.where(shapes[0].numpy(), 255, 0)
+    assert stray_specks(images).tolist() == [3, 0]
+
+
+def test_drawn_views_keep_no_more_stray_specks_than_allowed():
+    """Outside a red 5×5 figure two lone pixels lean opaque (P(drawn) 0.6 and 0.8), so the least expected L1
+    makes them green specks. Allowed none, both become transparent; allowed one, only the one more likely
+    transparent does; the figure itself is never touched."""
+    red, green = torch.tensor([1.0, -1, -1, 1]), torch.tensor([-1.0, 1, -1, 1])
+    views = torch.full((1, 4, 4, 9, 9), -1.0)
+    views[:, 0, :, 2:7, 2:7] = red[:, None, None]  # the back: a red square on transparent
+    kept = torch.tensor([[True, False, False, False]])
+    allowed = allowed_candidates(kept)
+    drawn = green[None, None, :, None, None].expand(1, 4, 4, 9, 9)
+    p = torch.zeros(1, 4, 10, 9, 9)
+    p[:, :, FIRST_VIEW] = 1.0  # the back as it is
+    for row, opaque in ((0, 0.6), (8, 0.8)):
+        p[:, :, :, row, 0] = 0
+        p[:, :, [EMPTY, DRAWN], row, 0] = torch.tensor([1 - opaque, opaque])
+    plain = least_expected_l1(p, views, drawn, allowed)
+    assert (plain[0, 1:, 0, 0] == DRAWN).all() and (plain[0, 1:, 8, 0] == DRAWN).all()
+    none = least_expected_l1(p, views, drawn, allowed, speck_allowance=torch.tensor([0]))
+    assert (none[0, 1:, 0, 0] == EMPTY).all() and (none[0, 1:, 8, 0] == EMPTY).all()
+    one = least_expected_l1(p, views, drawn, allowed, speck_allowance=torch.tensor([1]))
+    assert (one[0, 1:, 0, 0] == EMPTY).all() and (one[0, 1:, 8, 0] == DRAWN).all()  # the surer speck stays
+    for decided in (none, one):
+        assert torch.equal(decided[0, 1:, 2:7, 2:7], plain[0, 1:, 2:7, 2:7])  # the figure as it was
+    model = make().eval()
+    assert model.speck_allowance(views, kept).tolist() == [0]
+    views[0, 0, :, 0, 8] = red  # a one-pixel speck in the back: one allowed
+    assert model.speck_allowance(views, kept).tolist() == [1]
+    model.remove_specks = False
+    assert model.speck_allowance(views, kept) is None
 
 
 def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing():

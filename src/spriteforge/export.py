@@ -6,10 +6,10 @@ Imputers (models that draw missing views) export as
         → images [B, D, C, H, W] float32 in [-1, 1]: every view, the given ones as given.
 
 The turnaround model's graph is its whole pixel-source selection; two steps are left out because
-their data-dependent loops do not trace: snapping *drawn* pixels to the character's own colours, and
-filling enclosed holes the model thinks are opaque (PyTorch does both by default). Snap after the
-graph, e.g. with `spriteforge.drawing.snap_to_palette` and the given views' colours; the exported
-graph is compared with PyTorch with both off.
+their data-dependent steps do not trace: snapping *drawn* pixels to the character's own colours,
+filling enclosed holes the model thinks are opaque and removing stray specks (PyTorch does all three by
+default). Snap after the graph, e.g. with `spriteforge.drawing.snap_to_palette` and the given views'
+colours; the exported graph is compared with PyTorch with all three off.
 Other imputers export as views, available, target [B] int64 → images [B, C, H, W] (the target view).
 
 Samplers (new characters) export as noise [B, Z] (and view labels [B] int64 for view-conditional
@@ -36,7 +36,7 @@ OPSET = 17
 
 
 class AllViews(nn.Module):
-    """turnaround: every view in one pass (drawn colours not snapped, holes not filled: see the module doc)."""
+    """turnaround: every view in one pass (drawn colours not snapped, holes not filled, specks kept: see the module doc)."""
 
     def __init__(self, model):
         super().__init__()
@@ -86,6 +86,7 @@ def example_inputs(model, config, batch: int = 2) -> tuple[nn.Module, tuple, lis
         if isinstance(model, Turnaround):  # the model that draws every view in one pass (`impute_all`)
             model.snap_drawn = False
             model.fill_holes = False
+            model.remove_specks = False
             return AllViews(model), (views, available), ["views", "available"], ["images"], {
                 "views": {0: "batch"}, "available": {0: "batch"}, "images": {0: "batch"}}
         target = torch.zeros(batch, dtype=torch.long)
@@ -125,7 +126,7 @@ def export_onnx(location, out: str | Path, opset: int = OPSET) -> tuple[Path, di
                    "channels": config.output_channels, "inputs": input_names, "outputs": output_names, "opset": opset,
                    "range": "[-1, 1]; uint8 = round((x + 1) * 127.5)",
                    "note": ("drawn pixels are not snapped to the given views' colours (snap them after the graph), "
-                            "and enclosed holes are not filled"
+                            "enclosed holes are not filled and stray specks are not removed"
                             if isinstance(wrapper, AllViews) else "")}
     with imageio.atomic_write(out.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")

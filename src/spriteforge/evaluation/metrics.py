@@ -133,6 +133,18 @@ def enclosed_holes(images: np.ndarray, use_scipy: bool | None = None) -> np.ndar
     return (clear & ~reached).reshape(len(images), -1).sum(axis=1)
 
 
+def stray_specks(images: np.ndarray) -> np.ndarray:
+    """Per image: the number of opaque pixels in a detached 8-connected component of one or two pixels
+    (uint8 RGBA [N, H, W, 4]): stray specks around the figure. Real sprites have almost none; a model that
+    decides every pixel on its own scatters them (`models.blocks.speck_pixels` finds them)."""
+    from spriteforge.models.blocks import speck_pixels
+
+    solid = torch.from_numpy(np.ascontiguousarray(opaque(images)))
+    if solid.numel() == 0:
+        return np.zeros(len(images), np.int64)
+    return speck_pixels(solid).reshape(len(images), -1).sum(1).numpy()
+
+
 # -- distribution distances -----------------------------------------------------------------------
 def _covariance_factor(features: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, A) with Σ = AᵀA for the unbiased covariance; A has min(N, F) rows."""

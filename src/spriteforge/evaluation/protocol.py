@@ -86,6 +86,8 @@ def case_metrics(fake: torch.Tensor, views: CharacterViews, case: Case, selected
         result["iou"] = float(m.silhouette_iou(fake8, real8).mean())
         result["holes"] = float(m.enclosed_holes(fake8).mean())
         result["holes_truth"] = float(m.enclosed_holes(real8).mean())
+        result["specks"] = float(m.stray_specks(fake8).mean())
+        result["specks_truth"] = float(m.stray_specks(real8).mean())
         drawn, truth = m.opaque_counts(fake8), m.opaque_counts(real8)
         result["opaque"], result["opaque_truth"] = float(drawn.mean()), float(truth.mean())
         result["opaque_ratio"] = float(drawn.sum() / truth.sum()) if truth.sum() else float("nan")

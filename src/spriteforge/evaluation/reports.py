@@ -12,7 +12,8 @@ from spriteforge.imageio import atomic_write
 COLUMNS = [("fid", "FID", "{:.3f}"), ("kid", "KID×10³", "{:.2f}"), ("l1", "L1", "{:.4f}"), ("ssim", "SSIM", "{:.4f}"),
            ("view", "view", "{:.3f}"), ("palette", "palette", "{:.3f}"), ("colour_ratio", "colours/true", "{:.2f}"),
            ("alpha_binary", "α binary", "{:.3f}"), ("iou", "IoU", "{:.3f}"), ("holes", "holes", "{:.2f}"),
-           ("holes_truth", "holes (real)", "{:.2f}"), ("opaque_ratio", "opaque/true", "{:.3f}")]
+           ("holes_truth", "holes (real)", "{:.2f}"),
+           ("specks", "specks", "{:.2f}"), ("specks_truth", "specks (real)", "{:.2f}"), ("opaque_ratio", "opaque/true", "{:.3f}")]
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:

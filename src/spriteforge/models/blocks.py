@@ -190,6 +190,27 @@ def reaches_border(clear: torch.Tensor) -> torch.Tensor:
             return reached
 
 
+def speck_pixels(solid: torch.Tensor) -> torch.Tensor:
+    """[..., H, W] bool: the pixels of `solid` in an 8-connected component of `solid` of one or two pixels,
+    a stray speck detached from the figure (drawing removes excess ones, the evaluation counts them).
+
+    Without labelling: a pixel with no solid 8-neighbour is a one-pixel component; a pixel with exactly one
+    solid neighbour whose own neighbour count is one is half of a two-pixel component."""
+    def around(mask: torch.Tensor) -> torch.Tensor:  # per pixel: how many of its 8 neighbours are in `mask`
+        padded = F.pad(mask.to(torch.uint8), (1, 1, 1, 1))
+        height, width = mask.shape[-2:]
+        count = torch.zeros_like(padded[..., 1:-1, 1:-1])
+        for dy in range(3):
+            for dx in range(3):
+                if dy != 1 or dx != 1:
+                    count += padded[..., dy : dy + height, dx : dx + width]
+        return count
+
+    neighbours = around(solid)
+    lonely = solid & (neighbours == 1)
+    return solid & ((neighbours == 0) | (lonely & (around(lonely) == 1)))
+
+
 class ResidualBlock(nn.Module):
     """conv-norm-LeakyReLU-conv-norm + identity, no activation after the add (StarGAN's block)."""
 

@@ -33,7 +33,7 @@ from spriteforge import distributed
 from spriteforge.errors import SpriteForgeError
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import (PointwiseConv2d, ResidualBlock, drawing_on_cpu, first_argmax, half_size_mean, init_glorot,
-                                      instance_norm, reaches_border, upsample_concat)
+                                      instance_norm, reaches_border, speck_pixels, upsample_concat)
 from spriteforge.models.evaluation import missing_views_grid
 from spriteforge.models.losses import hinge_discriminator_loss, hinge_generator_loss
 from spriteforge.models.views import check_four_views
@@ -217,7 +217,7 @@ def decoding_columns(allowed: torch.Tensor) -> torch.Tensor:
 
 
 def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: torch.Tensor, allowed: torch.Tensor,
-                      hole_allowance: torch.Tensor | None = None) -> torch.Tensor:
+                      hole_allowance: torch.Tensor | None = None, speck_allowance: torch.Tensor | None = None) -> torch.Tensor:
     """[B, D, H, W]: per pixel the candidate j with the least Σ_k p_k·|v_j − v_k|₁ (the L1 it is expected to
     miss the truth by, taking the model's distribution p over the candidates as the truth's).
 
@@ -254,7 +254,39 @@ def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: t
     choice = first_argmax(cost.neg_(), 2)  # argmin, first on ties (`columns` keeps the candidate order)
     if hole_allowance is not None:
         choice = fill_enclosed_holes(choice, cost, probabilities, shared, hole_allowance)
+    if speck_allowance is not None:
+        choice = remove_stray_specks(choice, probabilities, shared, speck_allowance)
     return columns[choice]
+
+
+def transparent_columns(shared: torch.Tensor, slots: int) -> torch.Tensor:
+    """[B, slots, K', H, W] bool: which candidate columns of `least_expected_l1` are transparent there
+    (`shared`: empty, then the shared candidates in column order; `drawn` is always opaque)."""
+    clear_shared = shared[:, :, 3] <= 0  # [B, S, H, W]
+    clear = torch.cat([clear_shared[:, :1], torch.zeros_like(clear_shared[:, :1]), clear_shared[:, 1:]], dim=1)
+    return clear[:, None].expand(-1, slots, -1, -1, -1)
+
+
+def remove_stray_specks(choice: torch.Tensor, probabilities: torch.Tensor, shared: torch.Tensor, allowance: torch.Tensor) -> torch.Tensor:
+    """`least_expected_l1`'s choice (column indices [B, D, H, W]) with no more stray speck pixels (opaque
+    pixels in a detached component of one or two, `blocks.speck_pixels`) per drawn view than `allowance`
+    [B] (as many as the character's given view with the most): the excess pixels, those the model
+    thinks most likely transparent first, become transparent (`empty`, column 0).
+
+    Why: each pixel is decided on its own, so a pixel outside the figure where some mass sits on an
+    opaque colour can come out opaque alone: TinyHero sides drawn from a front had about one such
+    speck per view, where real sprites have almost none."""
+    clear = transparent_columns(shared, choice.shape[1])
+    solid = ~clear.gather(2, choice[:, :, None]).squeeze(2)
+    specks = speck_pixels(solid)
+    excess = specks.flatten(2).sum(2) - allowance[:, None]  # [B, D]
+    if not (excess > 0).any():
+        return choice
+    likely_clear = (probabilities * clear).sum(2).masked_fill_(~specks, float("-inf")).flatten(2)
+    order = likely_clear.argsort(dim=2, descending=True, stable=True)  # the most likely transparent first
+    rank = torch.empty_like(order).scatter_(2, order, torch.arange(order.shape[2], device=order.device).expand_as(order))
+    remove = (rank < excess[:, :, None]).view_as(specks) & specks
+    return choice.masked_fill(remove, 0)  # column 0 is `empty`: every batch may use it
 
 
 def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, probabilities: torch.Tensor, shared: torch.Tensor,
@@ -270,10 +302,7 @@ def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, proba
     Maker XP, where real sides have 0.04. A character drawn with holes (a gap between arm and body) may
     keep as many as it shows. A pixel is enclosed when no 4-connected path of transparent pixels joins it
     to the border."""
-    alpha = shared[:, :, 3]  # [B, S, H, W]: empty, then the shared candidates in column order
-    clear_shared = alpha <= 0
-    clear = torch.cat([clear_shared[:, :1], torch.zeros_like(clear_shared[:, :1]), clear_shared[:, 1:]], dim=1)  # + drawn (opaque)
-    clear = clear[:, None].expand(-1, choice.shape[1], -1, -1, -1)  # [B, D, K', H, W]
+    clear = transparent_columns(shared, choice.shape[1])  # [B, D, K', H, W]
     transparent = clear.gather(2, choice[:, :, None]).squeeze(2)
     enclosed = transparent & ~reaches_border(transparent)
     excess = enclosed.flatten(2).sum(2) - allowance[:, None]  # [B, D]
@@ -319,6 +348,7 @@ class Turnaround(SpriteModel):
         self.decoding: str = DECODINGS[0]  # "most-likely": argmax, as before stop 31
         self.mirror_average = True
         self.fill_holes = True  # no more enclosed holes per drawn view than the given views have: `fill_enclosed_holes`
+        self.remove_specks = True  # nor more stray specks: `remove_stray_specks`
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -359,7 +389,8 @@ class Turnaround(SpriteModel):
             drawn = snap_to_given_colours(drawn, views, kept, snapped)
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
         if self.decoding == "least-expected-l1":  # decided on the colours the pixels would get
-            choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed, self.hole_allowance(views, kept))
+            choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed,
+                                       self.hole_allowance(views, kept), self.speck_allowance(views, kept))
         # One pool per character: empty, each slot's drawn colours, the views, the views mirrored; the
         # choice of slot s indexes it (drawn → that slot's own drawn colours).
         pool = torch.cat([torch.full_like(views[:, :1], -1.0), drawn, views, views.flip(-1)], dim=1)
@@ -378,6 +409,13 @@ class Turnaround(SpriteModel):
             return None
         clear = views[:, :, 3] <= 0
         return (clear & ~reaches_border(clear) & kept[:, :, None, None]).flatten(2).sum(2).amax(1)
+
+    def speck_allowance(self, views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor | None:
+        """[B]: how many stray speck pixels a drawn view of each character may keep (see
+        `remove_stray_specks`): as many as the given view with the most. None when `remove_specks` is off."""
+        if not self.remove_specks or torch.jit.is_tracing():
+            return None
+        return (speck_pixels(views[:, :, 3] > 0) & kept[:, :, None, None]).flatten(2).sum(2).amax(1)
 
     @torch.no_grad()
     def impute(self, views, available, target):
