@@ -100,12 +100,14 @@ def test_first_argmax_is_argmax_ties_and_minus_infinity_included():
         assert torch.equal(first_argmax(values, dim), values.argmax(dim))
 
 
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_drawing_shortcuts_give_the_values_of_the_plain_ops(layout):
+@pytest.mark.parametrize("layout, x_layout", [(torch.contiguous_format,) * 2, (torch.channels_last,) * 2,
+                                               (torch.channels_last, torch.contiguous_format)])
+def test_drawing_shortcuts_give_the_values_of_the_plain_ops(layout, x_layout):
     """half_size_mean is avg_pool2d and upsample_concat is interpolate + cat, bit for bit, in either memory
-    layout and with gradients (where both fall back to the plain ops)."""
+    layout (the skip's; the map upsampled may be in the other, as when the turnaround model's channels-first
+    16² level joins its channels-last 32² skip) and with gradients (where both fall back to the plain ops)."""
     torch.manual_seed(0)
-    x = torch.randn(3, 5, 8, 6).contiguous(memory_format=layout)
+    x = torch.randn(3, 5, 8, 6).contiguous(memory_format=x_layout)
     skip = torch.randn(3, 2, 16, 12).contiguous(memory_format=layout)
     with torch.inference_mode():
         assert torch.equal(half_size_mean(x), F.avg_pool2d(x, 2))

@@ -141,14 +141,25 @@ def upsample_concat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     Why: on a CPU without gradients, F.interpolate(mode="nearest") copies its input and its output
     once more (22 ms for [32, 32, 32, 32] → 64², against 6 ms for the same pixels written by one
     broadcast copy), and the concatenation copies everything again; here each pixel is written once,
-    straight into the concatenated map. The same values; with gradients it is F.interpolate + cat.
+    straight into the concatenated map. The copy reads x in the output's layout (a channels-last output
+    from a channels-first x: x is converted first, a quarter of the pixels; 2.1× faster for [32, 64, 16, 16]),
+    and a channels-first output is written a row at a time, every other row copied from the one above
+    (its innermost run is then a whole row, not 2 values: 1.9× faster for [32, 128, 8, 8]).
+    The same values; with gradients it is F.interpolate + cat.
     """
     if not drawing_on_cpu(x) or x.dim() != 4:
         return torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1)
     count, channels, height, width = x.shape
-    layout = torch.channels_last if skip.dim() == 4 and not skip.is_contiguous() and skip.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    wide = skip.dim() == 4 and not skip.is_contiguous() and skip.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if wide else torch.contiguous_format
     out = torch.empty(count, channels + skip.shape[1], 2 * height, 2 * width, dtype=x.dtype, device=x.device, memory_format=layout)
-    out[:, :channels].view(count, channels, height, 2, width, 2).copy_(x[:, :, :, None, :, None].expand(-1, -1, -1, 2, -1, 2))
+    if wide:
+        x = x.contiguous(memory_format=torch.channels_last)
+        out[:, :channels].view(count, channels, height, 2, width, 2).copy_(x[:, :, :, None, :, None].expand(-1, -1, -1, 2, -1, 2))
+    else:
+        rows = out[:, :channels].view(count, channels, height, 2, 2 * width)
+        rows[:, :, :, 0].view(count, channels, height, width, 2).copy_(x[..., None].expand(-1, -1, -1, -1, 2))
+        rows[:, :, :, 1] = rows[:, :, :, 0]
     out[:, channels:] = skip
     return out
 
