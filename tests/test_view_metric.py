@@ -105,7 +105,7 @@ def test_view_metric_in_the_protocol(real, tmp_path):
     assert min(report["view_classifier"]["accuracy_on_real_views"].values()) >= 0.75
     text = reports.markdown(report, "t")
     assert " view |" in text
-    assert "holes" in text and "opaque/true" in text
+    assert "holes" in text and "specks (real)" in text and "opaque/true" in text
 
 
 def test_view_metric_skipped_where_it_cannot_apply():
@@ -180,6 +180,10 @@ def test_opaque_area_and_holes_in_case_metrics():
     assert row["opaque_ratio"] == pytest.approx(46 / 60)
     assert row["opaque"] == 23 and row["opaque_truth"] == 30
     assert row["holes_truth"] == 4 and row["holes"] == pytest.approx((0 + 4) / 2)  # the cut opens the hole
+    assert row["specks"] == 0 and row["specks_truth"] == 0
+    fake[1, 3, 0, 0] = 1  # a lone opaque pixel in the corner of the second image, away from the figure
+    row = case_metrics(fake, CharacterViews(real, 4), Case(0, (2,)), ("palette",))
+    assert row["specks"] == pytest.approx((0 + 1) / 2) and row["specks_truth"] == 0
 
 
 def test_evaluate_cli_reports_view_and_holes(tmp_path, capsys):
