@@ -252,10 +252,12 @@ def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: t
     cost = torch.cat([cost_shared[:, :, :1], cost_drawn, cost_shared[:, :, 1:]], dim=2)  # the order of `columns`
     cost.masked_fill_(~allowed[:, :, columns, None, None], float("inf"))
     choice = first_argmax(cost.neg_(), 2)  # argmin, first on ties (`columns` keeps the candidate order)
-    if hole_allowance is not None:
-        choice = fill_enclosed_holes(choice, cost, probabilities, shared, hole_allowance)
-    if speck_allowance is not None:
-        choice = remove_stray_specks(choice, probabilities, shared, speck_allowance)
+    if hole_allowance is not None or speck_allowance is not None:
+        clear = transparent_columns(shared, choice.shape[1])
+        if hole_allowance is not None:
+            choice = fill_enclosed_holes(choice, cost, probabilities, clear, hole_allowance)
+        if speck_allowance is not None:
+            choice = remove_stray_specks(choice, probabilities, clear, speck_allowance)
     return columns[choice]
 
 
@@ -267,34 +269,41 @@ def transparent_columns(shared: torch.Tensor, slots: int) -> torch.Tensor:
     return clear[:, None].expand(-1, slots, -1, -1, -1)
 
 
-def remove_stray_specks(choice: torch.Tensor, probabilities: torch.Tensor, shared: torch.Tensor, allowance: torch.Tensor) -> torch.Tensor:
+def first_in_excess(pixels: torch.Tensor, key: torch.Tensor, excess: torch.Tensor) -> torch.Tensor:
+    """[B, D, H, W] bool: per map, the `excess` [B, D] pixels of `pixels` with the smallest `key` (ties: the
+    first in reading order); none where `excess` ≤ 0. What the hole fill and speck removal change."""
+    key = key.masked_fill(~pixels, float("inf")).flatten(2)
+    order = key.argsort(dim=2, stable=True)
+    rank = torch.empty_like(order).scatter_(2, order, torch.arange(order.shape[2], device=order.device).expand_as(order))
+    return (rank < excess[:, :, None]).view_as(pixels) & pixels
+
+
+def remove_stray_specks(choice: torch.Tensor, probabilities: torch.Tensor, clear: torch.Tensor, allowance: torch.Tensor) -> torch.Tensor:
     """`least_expected_l1`'s choice (column indices [B, D, H, W]) with no more stray speck pixels (opaque
     pixels in a detached component of one or two, `blocks.speck_pixels`) per drawn view than `allowance`
     [B] (as many as the character's given view with the most): the excess pixels, those the model
-    thinks most likely transparent first, become transparent (`empty`, column 0).
+    thinks most likely transparent first, become transparent (`empty`, column 0). `clear`: which
+    columns are transparent where (`transparent_columns`).
 
     Why: each pixel is decided on its own, so a pixel outside the figure where some mass sits on an
     opaque colour can come out opaque alone: TinyHero sides drawn from a front had about one such
     speck per view, where real sprites have almost none."""
-    clear = transparent_columns(shared, choice.shape[1])
     solid = ~clear.gather(2, choice[:, :, None]).squeeze(2)
     specks = speck_pixels(solid)
     excess = specks.flatten(2).sum(2) - allowance[:, None]  # [B, D]
     if not (excess > 0).any():
         return choice
-    likely_clear = (probabilities * clear).sum(2).masked_fill_(~specks, float("-inf")).flatten(2)
-    order = likely_clear.argsort(dim=2, descending=True, stable=True)  # the most likely transparent first
-    rank = torch.empty_like(order).scatter_(2, order, torch.arange(order.shape[2], device=order.device).expand_as(order))
-    remove = (rank < excess[:, :, None]).view_as(specks) & specks
+    remove = first_in_excess(specks, -(probabilities * clear).sum(2), excess)  # the most likely transparent first
     return choice.masked_fill(remove, 0)  # column 0 is `empty`: every batch may use it
 
 
-def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, probabilities: torch.Tensor, shared: torch.Tensor,
+def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, probabilities: torch.Tensor, clear: torch.Tensor,
                         allowance: torch.Tensor) -> torch.Tensor:
     """`least_expected_l1`'s choice (column indices [B, D, H, W]) with no more enclosed transparent pixels per
     drawn view than `allowance` [B] (as many as the character's given view with the most, see
     `Turnaround.hole_allowance`): the excess pixels, those the model is least sure are transparent first,
-    take their best opaque candidate instead.
+    take their best opaque candidate instead. `clear`: which columns are transparent where
+    (`transparent_columns`).
 
     Why: where the model cannot agree on *which* colour a pixel inside the figure has, the transparent
     candidate can still be the least expected L1 (it sits between the colours), and such pixels punch
@@ -302,16 +311,12 @@ def fill_enclosed_holes(choice: torch.Tensor, negative_cost: torch.Tensor, proba
     Maker XP, where real sides have 0.04. A character drawn with holes (a gap between arm and body) may
     keep as many as it shows. A pixel is enclosed when no 4-connected path of transparent pixels joins it
     to the border."""
-    clear = transparent_columns(shared, choice.shape[1])  # [B, D, K', H, W]
     transparent = clear.gather(2, choice[:, :, None]).squeeze(2)
     enclosed = transparent & ~reaches_border(transparent)
     excess = enclosed.flatten(2).sum(2) - allowance[:, None]  # [B, D]
     if not (excess > 0).any():
         return choice
-    likely_clear = (probabilities * clear).sum(2).masked_fill_(~enclosed, float("inf")).flatten(2)
-    order = likely_clear.argsort(dim=2, stable=True)  # the least likely transparent first
-    rank = torch.empty_like(order).scatter_(2, order, torch.arange(order.shape[2], device=order.device).expand_as(order))
-    fill = (rank < excess[:, :, None]).view_as(enclosed) & enclosed
+    fill = first_in_excess(enclosed, (probabilities * clear).sum(2), excess)  # the least likely transparent first
     opaque_choice = first_argmax(negative_cost.masked_fill(clear, float("-inf")), 2)
     return torch.where(fill, opaque_choice, choice)
 
