@@ -15,7 +15,7 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation.metrics import enclosed_holes, stray_specks
 from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
-from spriteforge.models.blocks import reaches_border, speck_pixels
+from spriteforge.models.blocks import grow_to_border, reaches_border, speck_pixels
 from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates, decoding_columns,
                                            least_expected_l1, mirror_characters, sample_given,
                                            snap_to_given_colours, source_targets)
@@ -283,6 +283,28 @@ def test_reaches_border_finds_the_holes_the_evaluation_counts():
         assert enclosed.flatten(1).sum(1).tolist() == enclosed_holes(images, use_scipy=True).tolist()
     assert enclosed[-2].sum() == 144 and enclosed[-1].sum() == 0
     assert enclosed.any()
+
+
+def test_the_bit_row_flood_fill_equals_growing_a_pixel_a_step():
+    """`reaches_border` fills 64-pixel rows as 64-bit words; it marks exactly the pixels that growing the
+    border's clear pixels one pixel a step does: random masks of every density and odd sizes, a corridor
+    that winds through all 64 rows (one turn per row pair: many rounds), and a map wider than 64 (which
+    takes the pixel-a-step fill itself)."""
+    generator = torch.Generator().manual_seed(3)
+    for size in [(64, 64), (17, 33), (1, 64), (64, 1), (5, 63)]:
+        clear = torch.rand(6, 3, *size, generator=generator) < torch.linspace(0.2, 1.0, 6)[:, None, None, None]
+        assert torch.equal(reaches_border(clear), grow_to_border(clear)), size
+    corridor = torch.zeros(64, 64, dtype=torch.bool)
+    corridor[1:63:2, 1:63] = True  # rows 1, 3, … 61, joined alternately at their right and left ends
+    for row in range(2, 62, 2):
+        corridor[row, 62 if row % 4 == 2 else 1] = True
+    corridor[0, 1] = True  # the only way out: its top-left end
+    reached = reaches_border(corridor)
+    assert torch.equal(reached, grow_to_border(corridor)) and torch.equal(reached, corridor)
+    corridor[0, 1] = False  # closed: every pixel of it is enclosed
+    assert not reaches_border(corridor).any()
+    wide = torch.rand(4, 9, 70, generator=generator) < 0.6
+    assert torch.equal(reaches_border(wide), grow_to_border(wide))
 
 
 def test_drawn_views_keep_no_more_enclosed_holes_than_allowed():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,8 +182,59 @@ def first_argmax(values: torch.Tensor, dim: int) -> torch.Tensor:
 
 def reaches_border(clear: torch.Tensor) -> torch.Tensor:
     """[..., H, W] bool: the pixels of `clear` joined to the image border by a 4-connected path within `clear`
-    (flood fill from the border, 8 steps between checks for the fixed point). The transparent pixels it
-    does not reach are enclosed holes: drawing fills excess ones (turnaround), the evaluation counts them."""
+    (flood fill from the border). The transparent pixels it does not reach are enclosed holes: drawing fills
+    excess ones (turnaround), the evaluation counts them.
+
+    Why bit rows: a row of up to 64 pixels is one 64-bit word, so a fill along the rows runs through a
+    whole straight stretch of clear pixels in 6 word operations (shifts by 1, 2, 4, …, 32, each step
+    allowed only through clear bits), and one along the columns through 6 shifted copies of the rows.
+    Rounds of the four directions repeat until nothing changes (one per turn of the longest winding
+    path). About 8× faster than growing bool maps a pixel a step, which cost 0.6 ms of a capacity-1
+    turnaround's 16 ms per drawn character. Wider maps take that pixel-a-step fill."""
+    height, width = clear.shape[-2:]
+    if width > 64 or clear.numel() == 0:
+        return grow_to_border(clear)
+    rows = np.packbits(clear.cpu().numpy(), axis=-1, bitorder="little")
+    rows = np.pad(rows, [(0, 0)] * (rows.ndim - 1) + [(0, 8 - rows.shape[-1])])
+    open_bits = rows.view(np.uint64)[..., 0]  # [..., H]: bit x of row y is pixel (y, x)
+    edge = np.uint64(2**width - 1)
+    border = np.full(height, np.uint64(1) | np.uint64(1) << np.uint64(width - 1))
+    border[[0, -1]] = edge
+    reached = open_bits & border
+    while True:
+        before = reached
+        for shift in (np.left_shift, np.right_shift):  # along the rows, both ways
+            reached = fill_bits(reached, open_bits, lambda bits, k: shift(bits, np.uint64(k)))
+        for direction in (1, -1):  # along the columns, both ways
+            reached = fill_bits(reached, open_bits, lambda bits, k: shift_rows(bits, k * direction))
+        if np.array_equal(reached, before):
+            break
+    pixels = np.unpackbits(reached[..., None].view(np.uint8), axis=-1, count=width, bitorder="little")
+    return torch.from_numpy(pixels.view(bool)).to(clear.device)
+
+
+def fill_bits(reached: np.ndarray, open_bits: np.ndarray, shift) -> np.ndarray:
+    """Kogge–Stone occluded fill: `reached` grown in one direction (`shift(bits, k)` moves bits k pixels
+    that way) as far as runs of `open_bits` go, in log₂(64) steps."""
+    through = open_bits
+    for k in (1, 2, 4, 8, 16, 32):
+        reached = reached | (through & shift(reached, k))
+        through = through & shift(through, k)
+    return reached
+
+
+def shift_rows(bits: np.ndarray, k: int) -> np.ndarray:
+    """[..., H] rows moved k rows down (k > 0) or up, zeros shifted in."""
+    moved = np.zeros_like(bits)
+    if k > 0:
+        moved[..., k:] = bits[..., :-k]
+    elif k < 0:
+        moved[..., :k] = bits[..., -k:]
+    return moved
+
+
+def grow_to_border(clear: torch.Tensor) -> torch.Tensor:
+    """`reaches_border` one pixel a step: the border's clear pixels grown within `clear` until nothing changes."""
     reached = torch.zeros_like(clear)
     reached[..., 0, :] = clear[..., 0, :]
     reached[..., -1, :] = clear[..., -1, :]

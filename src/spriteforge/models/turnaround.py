@@ -271,11 +271,24 @@ def transparent_columns(shared: torch.Tensor, slots: int) -> torch.Tensor:
 
 def first_in_excess(pixels: torch.Tensor, key: torch.Tensor, excess: torch.Tensor) -> torch.Tensor:
     """[B, D, H, W] bool: per map, the `excess` [B, D] pixels of `pixels` with the smallest `key` (ties: the
-    first in reading order); none where `excess` ≤ 0. What the hole fill and speck removal change."""
-    key = key.masked_fill(~pixels, float("inf")).flatten(2)
-    order = key.argsort(dim=2, stable=True)
-    rank = torch.empty_like(order).scatter_(2, order, torch.arange(order.shape[2], device=order.device).expand_as(order))
-    return (rank < excess[:, :, None]).view_as(pixels) & pixels
+    first in reading order); none where `excess` ≤ 0. What the hole fill and speck removal change.
+
+    Only the flagged pixels of maps in excess are ranked (a few dozen in a batch, not B·D·H·W)."""
+    count, domains = excess.shape
+    flagged = (pixels & (excess > 0)[:, :, None, None]).flatten(2)
+    where = flagged.nonzero()  # [n, 3]: map row, slot, position, in reading order
+    result = torch.zeros_like(flagged)
+    if len(where) == 0:
+        return result.view_as(pixels)
+    values = key.flatten(2)[where[:, 0], where[:, 1], where[:, 2]]
+    maps = where[:, 0] * domains + where[:, 1]
+    order = values.argsort(stable=True)  # by key, ties in reading order
+    order = order[maps[order].argsort(stable=True)]  # then grouped by map, keeping that order
+    sizes = torch.bincount(maps, minlength=count * domains)
+    rank = torch.arange(len(order), device=order.device) - (sizes.cumsum(0) - sizes)[maps[order]]
+    chosen = where[order[rank < excess.flatten()[maps[order]]]]
+    result[chosen[:, 0], chosen[:, 1], chosen[:, 2]] = True
+    return result.view_as(pixels)
 
 
 def remove_stray_specks(choice: torch.Tensor, probabilities: torch.Tensor, clear: torch.Tensor, allowance: torch.Tensor) -> torch.Tensor:
