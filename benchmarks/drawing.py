@@ -67,7 +67,7 @@ def measure(name: str, args) -> dict:
             times.append((time.perf_counter() - start) / len(characters))
         peaks.append(matmul_gflops())
     # the median drawing against the best matmul: a busy moment cannot flatter the share
-    return {"gflop": gflop, "ms": float(np.median(times)) * 1000, "peak": max(peaks)}
+    return {"gflop": gflop, "ms": float(np.median(times)) * 1000, "peak": max(peaks), "characters": len(characters)}
 
 
 def main() -> None:
@@ -81,13 +81,21 @@ def main() -> None:
     parser.add_argument("--dataset", default=None, help="draw the first --characters test characters of this dataset (e.g. all) instead of procedural ones")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # measure one model in this process
     args = parser.parse_args()
+    if args.dataset and not args.one:  # a wrong name is one line here, not an error row per model
+        from spriteforge.data.loading import load_data
+        from spriteforge.errors import SpriteForgeError
+
+        try:
+            load_data([args.dataset])  # also extracts it once, before the models' processes read it
+        except SpriteForgeError as error:
+            parser.error(str(error))
     if args.one:
         print(json.dumps(measure(args.one, args)))
         return
     print(machine_line() + f"; freed memory kept for reuse: {'no' if args.system_malloc else 'yes'}")
     print()
-    print("| model | GFLOP/character (3 views) | ms/character | GFLOP/s | matmul GFLOP/s (same process) | share of the peak |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| model | GFLOP/character (3 views) | ms/character | GFLOP/s | matmul GFLOP/s (same process) | share of the peak | characters |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
         command = [sys.executable, __file__, "--one", name, "--batch", str(args.batch), "--characters", str(args.characters),
                    "--capacity", str(args.capacity), "--repeats", str(args.repeats)]
@@ -95,11 +103,11 @@ def main() -> None:
         command += ["--system-malloc"] if args.system_malloc else []
         result = subprocess.run(command, capture_output=True, text=True, env=os.environ)
         if result.returncode:
-            print(f"| {name} | error: {(result.stderr.strip().splitlines() or ['?'])[-1][:80]} | | | | |")
+            print(f"| {name} | error: {(result.stderr.strip().splitlines() or ['?'])[-1][:80]} | | | | | |")
             continue
         row = json.loads(result.stdout.strip().splitlines()[-1])
         rate = row["gflop"] / (row["ms"] / 1000)
-        print(f"| {name} | {row['gflop']:.2f} | {row['ms']:.1f} | {rate:.0f} | {row['peak']:.0f} | {rate / row['peak']:.0%} |", flush=True)
+        print(f"| {name} | {row['gflop']:.2f} | {row['ms']:.1f} | {rate:.0f} | {row['peak']:.0f} | {rate / row['peak']:.0%} | {row['characters']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -418,7 +418,7 @@ class Turnaround(SpriteModel):
         picked = torch.where((choice == DRAWN)[:, :, None], drawn, -1.0)
         for column in columns[FIRST_VIEW:].tolist():
             view = column - FIRST_VIEW
-            source = views[:, view % domains] if view < domains else views[:, view % domains].flip(-1)
+            source = views[:, view] if view < domains else views[:, view - domains].flip(-1)
             picked = torch.where((choice == column)[:, :, None], source[:, None], picked)
         result = views.clone()
         result[:, slots] = torch.where(missing[:, :, None, None, None], picked, views[:, slots])
@@ -510,8 +510,9 @@ def snap_to_given_colours(drawn: torch.Tensor, views: torch.Tensor, kept: torch.
     """Drawn RGB [B, D, 3, H, W] at the pixels `where` ([B, D, H, W]) moved to the nearest opaque colour
     of the character's given views (the other pixels are not used, so they are left as they are).
 
-    All characters at once: each one's palette (its distinct colours, in code order) padded to the
-    longest with a colour far outside [-1, 1] that is never the nearest."""
+    Each character's palette (its distinct colours, in code order) is gathered for the whole batch at
+    once, padded to the longest with a colour far outside [-1, 1]; the nearest colour is then searched
+    one character at a time over its own colours."""
     count = len(kept)
     slots = where.flatten(2).any(2).any(0)  # view slots with a pixel to snap in some character
     opaque = kept[:, :, None, None] & (views[:, :, 3] > -1)
