@@ -27,9 +27,11 @@ import numpy as np
 import torch
 
 from common import build, flop_counter, machine_line, matmul_gflops
+from spriteforge.data.loading import load_data
 from spriteforge.data.synthetic import generate_characters
 from spriteforge.devices import keep_freed_memory
 from spriteforge.drawing import draw_characters
+from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
 
 IMPUTERS = ("default", "stargan-paired", "stargan-unpaired", "collagan", "munit", "remic", "yamata", "turnaround")
@@ -47,8 +49,6 @@ def measure(name: str, args) -> dict:
         model.eval()
         config = model.config
     if args.dataset:
-        from spriteforge.data.loading import load_data
-
         characters = load_data([args.dataset]).test.images[: args.characters]
     else:
         characters = generate_characters(args.characters, seed=3, size=64)
@@ -82,9 +82,6 @@ def main() -> None:
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # measure one model in this process
     args = parser.parse_args()
     if args.dataset and not args.one:  # a wrong name is one line here, not an error row per model
-        from spriteforge.data.loading import load_data
-        from spriteforge.errors import SpriteForgeError
-
         try:
             load_data([args.dataset])  # also extracts it once, before the models' processes read it
         except SpriteForgeError as error:
