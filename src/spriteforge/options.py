@@ -168,6 +168,8 @@ OPTIONS: list[Option] = [
     Option("annealing", str, "linear", "temperature annealing for palette quantisation", choices=("none", "linear", "cosine", "expcosine")),
     Option("temperature", float, 0.1, "initial temperature of palette quantisation", low=0),
     Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step", low=0, high=1),
+    Option("candidate-shifts", int, 0, "turnaround: also offer each given view (as is and mirrored) moved by up to this many "
+           "pixels left or right as a pixel's source (0 = same place only)", low=0, high=4),
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     Option("domain-a", str, "", "folder of pictures to turn into pixel art (PNG/JPEG, any size, fitted into --image-size); "
            "pix2pix-pairs pairs them by file name with the pixel art of --dataset FOLDER (cyclegan, pix2pix-pairs)"),
@@ -300,6 +302,7 @@ class Config(dict[str, Any]):
     annealing: str
     temperature: float
     perturb_palette: float
+    candidate_shifts: int
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     domain_a: str
     generator_blocks: int

@@ -108,6 +108,11 @@ class SpriteModel(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         return {name: module for name, module in self.named_children()}
 
+    def adapt_initial_weights(self, tensors: dict[str, torch.Tensor], source_config: dict) -> dict[str, torch.Tensor]:
+        """--init-from: the saved tensors made to fit this model, when the saved model was configured
+        differently (`source_config`) in a way the model knows how to carry over. As they are by default."""
+        return tensors
+
     def describe(self) -> str:
         lines = []
         for name, network in self.networks().items():

@@ -316,6 +316,7 @@ class Trainer:
         held = tuple(name for name in self.model.networks() if any(key.startswith(f"network/{name}/") for key in tensors))
         if not held:
             raise SpriteForgeError(f"{path}: holds none of the networks of {self.config.model}; --init-from needs trained weights")
+        tensors = self.model.adapt_initial_weights(tensors, meta.get("config", {}))
         ckpt.load_weights(self.model, tensors, path, held)
         fresh = [name for name in self.model.networks() if name not in held]
         if self.is_main:
