@@ -17,8 +17,8 @@ from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
 from spriteforge.models.blocks import grow_to_border, reaches_border, speck_pixels
 from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates, decoding_columns,
-                                           least_expected_l1, mirror_characters, sample_given,
-                                           snap_to_given_colours, source_targets)
+                                           least_expected_l1, mirror_characters, sample_given, shift_columns,
+                                           snap_to_given_colours, source_targets, view_candidate, view_variants)
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer
 
@@ -406,11 +406,13 @@ def test_drawn_views_keep_no_more_stray_specks_than_allowed():
     assert model.speck_allowance(views, kept) is None
 
 
-def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing():
+@pytest.mark.parametrize("shifts", [0, 1, 2])
+def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing(shifts):
     """Averaging over the character and its mirror image makes drawing mirror-equivariant, bit for bit: a
-    wrong mapping of the mirrored pass's views or candidates back to the original would break this."""
+    wrong mapping of the mirrored pass's views or candidates back to the original (with moved candidates:
+    a view moved right in the mirror is moved left in the original) would break this."""
     torch.manual_seed(0)
-    model = make().eval()
+    model = make(candidate_shifts=shifts).eval()
     views = sprites(3)
     kept = torch.tensor([[False, True, False, False], [False, False, True, True], [True, True, True, False]])
     for decoding in ("least-expected-l1", "most-likely"):
@@ -421,8 +423,8 @@ def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing(
     model.decoding = "most-likely"  # the drawing before stop 31: the most likely candidate of one pass
     inputs = views * kept[:, :, None, None, None]
     logits, drawn = model.generator(inputs, kept)
-    choice = logits.masked_fill(~allowed_candidates(kept)[:, :, :, None, None], float("-inf")).argmax(2)
-    alpha = candidates(inputs, drawn)[:, :, :, 3].gather(2, choice[:, :, None]).squeeze(2)  # snapping keeps alpha
+    choice = logits.masked_fill(~allowed_candidates(kept, shifts)[:, :, :, None, None], float("-inf")).argmax(2)
+    alpha = candidates(inputs, drawn, shifts)[:, :, :, 3].gather(2, choice[:, :, None]).squeeze(2)  # snapping keeps alpha
     missing = ~kept[:, :, None, None].expand_as(alpha)
     assert torch.equal(model.impute_all(views, kept)[:, :, 3][missing], alpha[missing])
 
@@ -489,3 +491,53 @@ def test_snapping_moves_drawn_colours_to_each_characters_own_palette():
         torch.testing.assert_close(snapped[row].movedim(1, -1)[where[row]], expected, rtol=0, atol=1e-6)
         assert torch.equal(snapped[row].movedim(1, -1)[~where[row]], drawn[row].movedim(1, -1)[~where[row]])
     assert torch.equal(snapped[2], drawn[2])
+
+
+def test_moved_candidates_are_the_given_views_moved_sideways():
+    """With --candidate-shifts 1 a pixel that only the mirrored front one column to the right shows is
+    that candidate's (not `drawn`), views moved out of the frame leave transparent columns, and the
+    unmoved layout (empty, drawn, views, mirrored views) comes first, as in models trained without shifts."""
+    assert view_variants(0) == [(False, 0), (True, 0)]
+    assert view_variants(1) == [(False, 0), (True, 0), (False, -1), (False, 1), (True, -1), (True, 1)]
+    row = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    assert torch.equal(shift_columns(row, 1), torch.tensor([[-1.0, 0.1, 0.2, 0.3]]))
+    assert torch.equal(shift_columns(row, -2), torch.tensor([[0.3, 0.4, -1.0, -1.0]]))
+    views = torch.full((1, 4, 4, 1, 5), -1.0)
+    red, green = torch.tensor([1.0, -1, -1, 1]), torch.tensor([-1.0, 1, -1, 1])
+    views[0, 2, :, 0, 0], views[0, 2, :, 0, 1] = red, green  # the front: red, green, then clear
+    truth = torch.full_like(views, -1.0)
+    truth[0, 0, :, 0, 3] = red  # the back: red where only the mirrored front moved left by one has it
+    kept = torch.tensor([[False, False, True, False]])
+    drawn = torch.zeros(1, 4, 3, 1, 5)
+    for shifts, sources in ((0, {DRAWN}), (1, {FIRST_VIEW + 4 * 4 + 2})):  # mirrored, moved −1: block 4, the front
+        inputs = views * kept[:, :, None, None, None]
+        options = candidates(inputs, drawn, shifts)
+        assert options.shape[2] == 2 + 4 * len(view_variants(shifts))
+        for column in range(FIRST_VIEW, options.shape[2]):
+            assert torch.equal(options[0, 0, column], view_candidate(inputs, column, shifts)[0])
+        targets = source_targets(options, truth, allowed_candidates(kept, shifts))[0, 0, :, 0]  # the back's [K, W]
+        assert set(targets[:, 3].nonzero().flatten().tolist()) == sources, shifts
+        assert targets[EMPTY, [0, 1, 2, 4]].all() and not targets[DRAWN, [0, 1, 2, 4]].any()  # clear pixels are `empty` (and any clear candidate)
+
+
+def test_init_from_a_model_without_shifts_keeps_its_choices(tmp_path):
+    """--init-from a model with fewer shifts carries every head row over and starts each moved candidate
+    1 logit below its unmoved sibling; more shifts than the new model has are refused in one line."""
+    torch.manual_seed(0)
+    plain = make()
+    moved = make(candidate_shifts=1)
+    tensors = {f"network/generator/{key}": value for key, value in plain.generator.state_dict().items()}
+    moved.generator.load_state_dict({key[len("network/generator/"):]: value for key, value in
+                                     moved.adapt_initial_weights(tensors, dict(plain.config)).items()})
+    views, kept = sprites(2), torch.tensor([[False, False, True, False], [True, True, False, False]])
+    with torch.no_grad():
+        before, drawn_before = plain.generator(views * kept[:, :, None, None, None], kept)
+        after, drawn_after = moved.generator(views * kept[:, :, None, None, None], kept)
+    torch.testing.assert_close(after[:, :, :10], before, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(drawn_after, drawn_before, rtol=1e-5, atol=1e-5)
+    for column in range(10, 26):
+        mirrored, _ = view_variants(1)[(column - FIRST_VIEW) // 4]
+        sibling = FIRST_VIEW + (4 if mirrored else 0) + (column - FIRST_VIEW) % 4
+        torch.testing.assert_close(after[:, :, column], before[:, :, sibling] - 1, rtol=1e-5, atol=1e-4)
+    with pytest.raises(SpriteForgeError, match="--candidate-shifts 1 or more"):
+        plain.adapt_initial_weights({}, dict(moved.config))
