@@ -163,6 +163,9 @@ def test_init_from_starts_with_the_trained_generator(tmp_path):
     for key, value in trained.generator.state_dict().items():
         assert torch.equal(tuned.model.generator.state_dict()[key], value), key
     tuned.run()  # and it trains from there
+    moved = _trainer(tmp_path, "moved", init_from=str(packed), candidate_shifts=1)  # the head grows: 10 → 26 candidates per view
+    head, grown = trained.generator.head.weight, moved.model.generator.head.weight
+    assert grown.shape[0] == 4 * (26 + 3) and torch.equal(grown[:10], head[:10]) and torch.equal(grown[26:29], head[10:13])
     with pytest.raises(SpriteForgeError, match="weights do not fit the generator"):
         _trainer(tmp_path, "wider", init_from=str(packed), capacity=2)
     with pytest.raises(SpriteForgeError, match="no such run folder or checkpoint"):
