@@ -241,11 +241,11 @@ def unmirror_logits(logits: torch.Tensor, columns: torch.Tensor | None = None, s
     (mirrored) moved −s columns. With `columns` (candidate indices, see `decoding_columns`) and `slots`
     (view slots), only those, in that order."""
     variants, domains = view_variants(shifts), len(MIRROR_ORDER)
-    order = [EMPTY, DRAWN]
+    sources = [EMPTY, DRAWN]
     for mirrored, shift in variants:
         block = variants.index((mirrored, -shift))
-        order += [FIRST_VIEW + block * domains + d for d in MIRROR_ORDER]
-    order = torch.tensor(order, device=logits.device)
+        sources += [FIRST_VIEW + block * domains + d for d in MIRROR_ORDER]
+    order = torch.tensor(sources, device=logits.device)
     return unmirror_slots(logits.index_select(2, order if columns is None else order[columns]), slots)
 
 
