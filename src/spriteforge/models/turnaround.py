@@ -61,7 +61,7 @@ def view_variants(shifts: int = 0) -> list[tuple[bool, int]]:
     trained without shifts; then as is moved −1, +1, −2, +2 … and mirrored moved the same way.
 
     Why shifts: a character's views are often not centred on the same column. A back matches the mirrored
-    front one column to the right in about 8 of 10 pooled test characters, and in the last part of each
+    front one column to the right in about 3 of 4 pooled test characters, and in the last part of each
     train split a side matches the mirrored other side moved by one column in half of them. In place,
     such pixels have no candidate and must be drawn (blurred, then snapped); moved, they are copied exactly.
     """
@@ -448,14 +448,12 @@ class Turnaround(SpriteModel):
                     source = old_count + column - new_count  # the drawn RGB
                 sources.append(old_base + source)
                 offsets.append(offset)
-        adapted = dict(tensors)
-        index = torch.tensor(sources)
-        for key in ("network/generator/head.weight", "network/generator/head.bias"):
-            if key in tensors:
-                adapted[key] = tensors[key].index_select(0, index)
-        bias = "network/generator/head.bias"
+        adapted, index = dict(tensors), torch.tensor(sources)
+        weight, bias = "network/generator/head.weight", "network/generator/head.bias"
+        if weight in tensors:
+            adapted[weight] = tensors[weight].index_select(0, index)
         if bias in tensors:
-            adapted[bias] = adapted[bias] + torch.tensor(offsets, dtype=adapted[bias].dtype)
+            adapted[bias] = tensors[bias].index_select(0, index) + torch.tensor(offsets, dtype=tensors[bias].dtype)
         return adapted
 
     # -- inference --------------------------------------------------------------------------------
@@ -500,7 +498,7 @@ class Turnaround(SpriteModel):
             choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed,
                                        self.hole_allowance(views, kept), self.speck_allowance(views, kept), self.shifts)
         # Each pixel takes its candidate's colour: the slot's own drawn colour, empty, or a given view as
-        # is or mirrored. One select per candidate the batch uses (with one given view: 3), not a gather
+        # is, mirrored or moved. One select per candidate the batch uses (one given view, no shifts: 3), not a gather
         # from a pool of every candidate (12 copies of the batch's views): half the time.
         picked = torch.where((choice == DRAWN)[:, :, None], drawn, -1.0)
         for column in columns[FIRST_VIEW:].tolist():
