@@ -16,8 +16,8 @@ from spriteforge.evaluation.metrics import enclosed_holes, stray_specks
 from spriteforge.inference import load_for_inference
 from spriteforge.models import model_class
 from spriteforge.models.blocks import grow_to_border, reaches_border, speck_pixels
-from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates, character_axis,
-                                           decoding_columns, least_expected_l1, mirror_characters, sample_given, shift_columns,
+from spriteforge.models.turnaround import (DRAWN, EMPTY, FIRST_VIEW, MIRROR_ORDER, allowed_candidates, candidates, decoding_columns,
+                                           least_expected_l1, mirror_characters, sample_given, shift_columns,
                                            snap_to_given_colours, source_targets, view_candidate, view_variants)
 from spriteforge.options import resolve
 from spriteforge.training.engine import Trainer
@@ -409,19 +409,15 @@ def test_drawn_views_keep_no_more_stray_specks_than_allowed():
     assert model.speck_allowance(views, kept) is None
 
 
-@pytest.mark.parametrize("shifts, axis", [(0, False), (1, False), (2, False), (0, True), (1, True)])
-def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing(shifts, axis):
+@pytest.mark.parametrize("shifts", [0, 1, 2])
+def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing(shifts):
     """Averaging over the character and its mirror image makes drawing mirror-equivariant, bit for bit: a
     wrong mapping of the mirrored pass's views or candidates back to the original (with moved candidates:
     a view moved right in the mirror is moved left in the original) would break this."""
     torch.manual_seed(0)
-    model = make(candidate_shifts=shifts, axis_mirror=axis).eval()
+    model = make(candidate_shifts=shifts).eval()
     views = sprites(3)
-    if axis:  # the first character's front symmetric about column 16 (not 15.5): its axis is +1, the mirror's −1
-        views[0, 2] = torch.cat([views[0, 2, ..., :17], views[0, 2, ..., 1:16].flip(-1)], -1)
-    kept = torch.tensor([[False, True, True, False], [False, False, True, True], [True, True, True, False]])
-    if axis:
-        assert character_axis(views, kept).tolist()[0] == 1
+    kept = torch.tensor([[False, True, False, False], [False, False, True, True], [True, True, True, False]])
     for decoding in ("least-expected-l1", "most-likely"):
         model.decoding = decoding
         drawn = model.impute_all(views, kept)
@@ -430,8 +426,8 @@ def test_mirror_average_draws_a_mirrored_character_as_the_mirror_of_its_drawing(
     model.decoding = "most-likely"  # the drawing before stop 31: the most likely candidate of one pass
     inputs = views * kept[:, :, None, None, None]
     logits, drawn = model.generator(inputs, kept)
-    choice = logits.masked_fill(~allowed_candidates(kept, shifts, axis)[:, :, :, None, None], float("-inf")).argmax(2)
-    alpha = candidates(inputs, drawn, shifts, character_axis(inputs, kept) if axis else None)[:, :, :, 3].gather(2, choice[:, :, None]).squeeze(2)  # snapping keeps alpha
+    choice = logits.masked_fill(~allowed_candidates(kept, shifts)[:, :, :, None, None], float("-inf")).argmax(2)
+    alpha = candidates(inputs, drawn, shifts)[:, :, :, 3].gather(2, choice[:, :, None]).squeeze(2)  # snapping keeps alpha
     missing = ~kept[:, :, None, None].expand_as(alpha)
     assert torch.equal(model.impute_all(views, kept)[:, :, 3][missing], alpha[missing])
 
@@ -548,73 +544,3 @@ def test_init_from_a_model_without_shifts_keeps_its_choices(tmp_path):
         torch.testing.assert_close(after[:, :, column], before[:, :, sibling] - 1, rtol=1e-5, atol=1e-4)
     with pytest.raises(SpriteForgeError, match="--candidate-shifts 1 or more"):
         plain.adapt_initial_weights({}, dict(moved.config))
-
-
-def test_the_character_axis_comes_from_the_given_front_or_back_and_mirrors_exactly():
-    """A front symmetric about the image's centre has axis 0, one about the column right of it +1 (its
-    mirror image moved one column right is itself), the back stands in when the front is missing, 0 with
-    neither; the character seen in a mirror gets exactly the opposite axis, ties included."""
-    torch.manual_seed(0)
-    half = torch.rand(4, 4, 8, 4) * 2 - 1
-    centred = torch.cat([half, half.flip(-1)], -1)  # [4, C, H, 8]: symmetric about 3.5 of 0..7
-    views = torch.full((4, 4, 4, 8, 8), -1.0)
-    views[0, 2] = centred[0]
-    wider = torch.rand(4, 8, 5) * 2 - 1
-    views[1, 2] = torch.cat([wider, wider[..., 1:4].flip(-1)], -1)  # about column 4: +1
-    views[2, 0] = shift_columns(centred[2], -1)  # a back about 2.5, a column left of the centre: −2
-    views[3, 1] = centred[3]  # a side only
-    kept = torch.tensor([[False, False, True, False], [True, False, True, False], [True, True, False, False], [False, True, False, True]])
-    axis = character_axis(views, kept)
-    assert axis.tolist() == [0, 1, -2, 0]
-    assert torch.equal(character_axis(mirror_characters(views), kept[:, MIRROR_ORDER]), -axis)
-    noise = torch.rand(64, 4, 4, 8, 8).round() * 2 - 1  # random pictures: ties between moves either way
-    given = torch.ones(64, 4, dtype=torch.bool)
-    assert torch.equal(character_axis(mirror_characters(noise), given), -character_axis(noise, given))
-
-
-def test_axis_mirrored_candidates_replace_the_centred_ones_for_backs_and_fronts():
-    """With --axis-mirror a back drawn from a front symmetric about the column right of the centre takes
-    its colour from the front mirrored about that column (flipped, moved one right) where the centred
-    mirror image misses it; back and front slots may use only that mirror image, the sides only the
-    centred one; the head grows by one block of D candidates."""
-    assert view_variants(0, axis=True) == [(False, 0), (True, 0), (True, None)]
-    views = torch.full((1, 4, 4, 1, 6), -1.0)
-    red, green, blue, white = torch.tensor([1.0, -1, -1, 1]), torch.tensor([-1.0, 1, -1, 1]), torch.tensor([-1.0, -1, 1, 1]), torch.ones(4)
-    for column, colour in enumerate((red, green, blue, white, red)):  # symmetric about column 2 (the centre is 2.5)
-        views[0, 2, :, 0, column] = colour  # but for white at 3 (a sword in one hand), where green is at 1
-    truth = torch.full_like(views, -1.0)
-    truth[0, 0, :, 0, 1] = white  # the back: the front mirrored about column 2 has white at 1
-    kept = torch.tensor([[False, False, True, False]])
-    axis = character_axis(views, kept)
-    assert axis.tolist() == [-1]
-    options = candidates(views, torch.zeros(1, 4, 3, 1, 6), 0, axis)
-    allowed = allowed_candidates(kept, 0, True)
-    assert options.shape[2] == 14
-    for column in range(FIRST_VIEW, 14):
-        assert torch.equal(options[0, 0, column], view_candidate(views, column, 0, axis)[0])
-    targets = source_targets(options, truth, allowed)[0, 0, :, 0]
-    assert targets[:, 1].nonzero().flatten().tolist() == [FIRST_VIEW + 8 + 2]  # the front about its axis, not drawn
-    centred, about_axis = FIRST_VIEW + 4 + 2, FIRST_VIEW + 8 + 2
-    assert allowed[0, :, centred].tolist() == [False, True, False, True]  # the front mirrored about the centre: sides only
-    assert allowed[0, :, about_axis].tolist() == [True, False, True, False]
-    sides = allowed_candidates(torch.ones(1, 4, dtype=torch.bool), 0, True)[0]
-    assert sides[[1, 3]][:, FIRST_VIEW + 4 : FIRST_VIEW + 8].all() and not sides[[1, 3]][:, FIRST_VIEW + 8 :].any()
-    assert sides[[0, 2]][:, FIRST_VIEW + 8 :].all() and not sides[[0, 2]][:, FIRST_VIEW + 4 : FIRST_VIEW + 8].any()
-
-
-def test_init_from_a_model_without_the_axis_draws_as_before_on_centred_characters():
-    """--init-from a model without --axis-mirror: the axis candidates start as the centred mirrored ones,
-    so on characters whose front is symmetric about the image's centre the new model draws exactly as the
-    old; the other way round is refused in one line."""
-    torch.manual_seed(0)
-    plain, axis = make().eval(), make(axis_mirror=True).eval()
-    tensors = {f"network/generator/{key}": value for key, value in plain.generator.state_dict().items()}
-    axis.generator.load_state_dict({key[len("network/generator/"):]: value for key, value in
-                                    axis.adapt_initial_weights(tensors, dict(plain.config)).items()})
-    views = sprites(2)
-    views[:, 2] = torch.cat([views[:, 2, ..., :16], views[:, 2, ..., :16].flip(-1)], -1)
-    kept = torch.tensor([[False, False, True, False], [False, True, True, True]])
-    assert character_axis(views, kept).tolist() == [0, 0]
-    assert torch.equal(axis.impute_all(views, kept), plain.impute_all(views, kept))
-    with pytest.raises(SpriteForgeError, match="add --axis-mirror"):
-        plain.adapt_initial_weights({}, dict(axis.config))

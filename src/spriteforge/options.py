@@ -170,8 +170,6 @@ OPTIONS: list[Option] = [
     Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step", low=0, high=1),
     Option("candidate-shifts", int, 0, "turnaround: also offer each given view (as is and mirrored) moved by up to this many "
            "pixels left or right as a pixel's source (0 = same place only)", low=0, high=4),
-    Option("axis-mirror", bool, False, "turnaround: a back or front drawn from the other takes it mirrored about the "
-           "character's own axis (found from the given front's or back's symmetry), not about the image's centre"),
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     Option("domain-a", str, "", "folder of pictures to turn into pixel art (PNG/JPEG, any size, fitted into --image-size); "
            "pix2pix-pairs pairs them by file name with the pixel art of --dataset FOLDER (cyclegan, pix2pix-pairs)"),
@@ -305,7 +303,6 @@ class Config(dict[str, Any]):
     temperature: float
     perturb_palette: float
     candidate_shifts: int
-    axis_mirror: bool
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     domain_a: str
     generator_blocks: int

@@ -53,38 +53,24 @@ GIVEN_PROBABILITIES = (0.4, 0.35, 0.25)
 MIRROR_ORDER = [0, 3, 2, 1]
 # How drawing picks each pixel's candidate (`Turnaround.decoding`): see `least_expected_l1`.
 DECODINGS = ("least-expected-l1", "most-likely")
-# The views whose own symmetry gives a character's axis (`character_axis`): back and front. Their slots
-# take a mirrored candidate about that axis; the sides keep the image's centre, which is what most side
-# pairs follow whatever the front's axis (pooled test: 1,446 of the 1,510 misc characters whose front is
-# symmetric about column 32 have their left = the right mirrored in place; every RPG Maker VX Ace one).
-SYMMETRIC_VIEWS = (0, 2)
-AXIS_SEARCH = 2  # columns either way
 
 
-def view_variants(shifts: int = 0, axis: bool = False) -> list[tuple[bool, int | None]]:
+def view_variants(shifts: int = 0) -> list[tuple[bool, int]]:
     """The blocks of view candidates after `empty` and `drawn`, in order, D views each: (mirrored, columns
-    moved right; negative = left; None = about the character's own axis, `character_axis`). The first two,
-    as is and mirrored in place, are the layout of models trained without shifts; then as is moved −1, +1,
-    −2, +2 … and mirrored moved the same way; with `axis`, last, mirrored about the character's axis.
+    moved right; negative = left). The first two, as is and mirrored in place, are the layout of models
+    trained without shifts; then as is moved −1, +1, −2, +2 … and mirrored moved the same way.
 
     Why shifts: a character's views are often not centred on the same column. A back matches the mirrored
     front one column to the right in about 3 of 4 pooled test characters, and in the last part of each
     train split a side matches the mirrored other side moved by one column in half of them. In place,
     such pixels have no candidate and must be drawn (blurred, then snapped); moved, they are copied exactly.
-
-    Why the axis: which way a back is moved is not a habit of a data set but a property of the character.
-    A front drawn symmetric about column 32 (not 31.5, the image's centre) has its back symmetric about
-    column 32 too, so the back is the front mirrored about column 32: flipped, then moved one column right.
-    The given front's (or back's) own symmetry tells the move: it predicts the back's in 98 % of the `all`
-    train characters and 94 % of the test ones, where the moved candidates left the network to guess it.
     """
     moves = [move for distance in range(1, shifts + 1) for move in (-distance, distance)]
-    variants: list[tuple[bool, int | None]] = [(False, 0), (True, 0)] + [(False, move) for move in moves] + [(True, move) for move in moves]
-    return variants + [(True, None)] if axis else variants
+    return [(False, 0), (True, 0)] + [(False, move) for move in moves] + [(True, move) for move in moves]
 
 
-def candidate_count(domains: int, shifts: int = 0, axis: bool = False) -> int:
-    return FIRST_VIEW + len(view_variants(shifts, axis)) * domains
+def candidate_count(domains: int, shifts: int = 0) -> int:
+    return FIRST_VIEW + len(view_variants(shifts)) * domains
 
 
 def shift_columns(images: torch.Tensor, shift: int) -> torch.Tensor:
@@ -100,50 +86,12 @@ def shift_columns(images: torch.Tensor, shift: int) -> torch.Tensor:
     return moved
 
 
-def shift_each(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """`images` [B, ..., W] each moved by its own number of columns, `shifts` [B] (within ±AXIS_SEARCH)."""
-    moved = images
-    for shift in range(-AXIS_SEARCH, AXIS_SEARCH + 1):
-        if shift:  # a fixed loop, not over the values present: an exported graph serves any character
-            where = (shifts == shift).view(-1, *[1] * (images.dim() - 1))
-            moved = torch.where(where, shift_columns(images, shift), moved)
-    return moved
-
-
-def character_axis(views: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """[B] long: per character, how far its given front (else its given back) mirrored must move right to
-    match itself, within ±AXIS_SEARCH: 0 for a view symmetric about the image's centre, +1 about column 32.
-    0 when neither is given. The distance is a count of differing pixels (exact whatever the order of
-    summation), ties go to the smaller move and a tie between s and −s to 0, so the character seen in a
-    mirror gets exactly −s."""
-    front, back = SYMMETRIC_VIEWS[1], SYMMETRIC_VIEWS[0]
-    view = torch.where(kept[:, front, None, None, None], views[:, front], views[:, back])
-    known = kept[:, front] | kept[:, back]
-    mirrored = view.flip(-1)
-    moves = list(range(-AXIS_SEARCH, AXIS_SEARCH + 1))
-    differing = torch.stack([((shift_columns(mirrored, move) - view).abs() > MATCH_TOLERANCE).any(1).flatten(1).sum(1)
-                             for move in moves], 1)  # [B, M]
-    best = differing.min(1, keepdim=True).values
-    at_best = differing == best
-    axis = torch.zeros(len(view), dtype=torch.long, device=views.device)
-    for distance in range(AXIS_SEARCH, 0, -1):  # the smallest move that is best wins
-        left, right = at_best[:, AXIS_SEARCH - distance], at_best[:, AXIS_SEARCH + distance]
-        axis = torch.where(left & ~right, -distance, torch.where(right & ~left, distance, torch.where(left & right, 0, axis)))
-    axis = torch.where(at_best[:, AXIS_SEARCH], 0, axis)
-    return torch.where(known, axis, 0)
-
-
-def view_candidate(views: torch.Tensor, column: int, shifts: int = 0, axis: torch.Tensor | None = None) -> torch.Tensor:
-    """[B, C, H, W]: the image of view candidate `column` (≥ FIRST_VIEW) for every character of `views` [B, D, C, H, W]
-    (`axis`: `character_axis`, when the layout has its block)."""
+def view_candidate(views: torch.Tensor, column: int, shifts: int = 0) -> torch.Tensor:
+    """[B, C, H, W]: the image of view candidate `column` (≥ FIRST_VIEW) for every character of `views` [B, D, C, H, W]."""
     domains = views.shape[1]
-    mirrored, shift = view_variants(shifts, axis is not None)[(column - FIRST_VIEW) // domains]
+    mirrored, shift = view_variants(shifts)[(column - FIRST_VIEW) // domains]
     image = views[:, (column - FIRST_VIEW) % domains]
-    image = image.flip(-1) if mirrored else image
-    if shift is None:
-        assert axis is not None
-        return shift_each(image, axis)
-    return shift_columns(image, shift)
+    return shift_columns(image.flip(-1) if mirrored else image, shift)
 
 
 def conv_norm(cin: int, cout: int) -> list[nn.Module]:
@@ -157,7 +105,7 @@ class TurnaroundNet(nn.Module):
     `blocks` residual blocks at 1/8 size, nearest ×2 up + skip concatenation, a 1×1 head.
     """
 
-    def __init__(self, channels: int, domains: int, capacity: int, blocks: int = 2, shifts: int = 0, axis: bool = False):
+    def __init__(self, channels: int, domains: int, capacity: int, blocks: int = 2, shifts: int = 0):
         super().__init__()
         width = 16 * capacity
         widths = [width * 2**level for level in range(LEVELS)]
@@ -172,7 +120,7 @@ class TurnaroundNet(nn.Module):
         for level in reversed(range(LEVELS - 1)):
             self.up.append(nn.Sequential(*conv_norm(cin + widths[level], widths[level]), *conv_norm(widths[level], widths[level])))
             cin = widths[level]
-        self.outputs_per_view = candidate_count(domains, shifts, axis) + 3
+        self.outputs_per_view = candidate_count(domains, shifts) + 3
         self.head = PointwiseConv2d(cin, domains * self.outputs_per_view, 1)
         init_glorot(self)
 
@@ -234,37 +182,23 @@ class ViewCritic(nn.Module):
         return self.realism(features)[:, 0] + projection, self.view_head(features.flatten(1))
 
 
-def candidates(views: torch.Tensor, drawn: torch.Tensor, shifts: int = 0, axis: torch.Tensor | None = None) -> torch.Tensor:
+def candidates(views: torch.Tensor, drawn: torch.Tensor, shifts: int = 0) -> torch.Tensor:
     """[B, D, K, C, H, W]: for each view slot its candidates (empty, drawn, every view, every view mirrored,
-    then moved and mirrored about the character's `axis`: `view_variants`). Views are RGBA (the model
-    refuses RGB); drawn colours are opaque."""
+    then moved: `view_variants`). Views are RGBA (the model refuses RGB); drawn colours are opaque."""
     count, domains = views.shape[:2]
     drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
     empty = torch.full_like(views[:, :1], -1.0).expand(count, domains, *views.shape[2:])
-    blocks = []
-    for mirrored, shift in view_variants(shifts, axis is not None):
-        image = views.flip(-1) if mirrored else views
-        blocks.append(shift_each(image, axis) if shift is None else shift_columns(image, shift))  # type: ignore[arg-type]
-    both = torch.cat(blocks, dim=1)
+    both = torch.cat([shift_columns(views.flip(-1) if mirrored else views, shift) for mirrored, shift in view_variants(shifts)], dim=1)
     shared = both[:, None].expand(count, domains, *both.shape[1:])
     return torch.cat([empty[:, :, None], drawn[:, :, None], shared], dim=2)
 
 
-def allowed_candidates(kept: torch.Tensor, shifts: int = 0, axis: bool = False) -> torch.Tensor:
-    """[B, D, K] bool: empty and drawn always, a view (as is, mirrored or moved) only when given. With the
-    `axis` block, a back or front slot takes views mirrored about the character's axis instead of the
-    image's centre, and a side slot the other way round (`SYMMETRIC_VIEWS`)."""
+def allowed_candidates(kept: torch.Tensor, shifts: int = 0) -> torch.Tensor:
+    """[B, D, K] bool: empty and drawn always, a view (as is, mirrored or moved) only when given."""
     count, domains = kept.shape
     always = torch.ones(count, domains, FIRST_VIEW, dtype=torch.bool, device=kept.device)
-    variants = view_variants(shifts, axis)
-    given = kept.repeat(1, len(variants))[:, None].expand(count, domains, len(variants) * domains)
-    if axis:
-        symmetric = torch.zeros(domains, dtype=torch.bool, device=kept.device)
-        symmetric[list(SYMMETRIC_VIEWS)] = True
-        block = torch.ones(domains, len(variants), dtype=torch.bool, device=kept.device)
-        block[symmetric, variants.index((True, 0))] = False
-        block[~symmetric, len(variants) - 1] = False
-        given = given & block.repeat_interleave(domains, 1)[None]
+    variants = len(view_variants(shifts))
+    given = kept.repeat(1, variants)[:, None].expand(count, domains, variants * domains)
     return torch.cat([always, given], dim=2)
 
 
@@ -300,17 +234,16 @@ def unmirror_slots(values: torch.Tensor, slots: torch.Tensor | None = None) -> t
 
 
 def unmirror_logits(logits: torch.Tensor, columns: torch.Tensor | None = None, slots: torch.Tensor | None = None,
-                    shifts: int = 0, axis: bool = False) -> torch.Tensor:
+                    shifts: int = 0) -> torch.Tensor:
     """Logits [B, D, K, H, W] drawn for `mirror_characters(views)` → the same choices for `views` itself:
     view slots and view candidates swapped left ↔ right, columns flipped back. A pixel that the mirrored
     pass copies from view e as is (mirrored), moved s columns, is, in the original, view e' as is
-    (mirrored) moved −s columns; one mirrored about the mirrored character's axis is, in the original, mirrored
-    about the original's (that axis is −s where the original's is s: `character_axis`). With `columns` (candidate indices, see `decoding_columns`) and `slots`
+    (mirrored) moved −s columns. With `columns` (candidate indices, see `decoding_columns`) and `slots`
     (view slots), only those, in that order."""
-    variants, domains = view_variants(shifts, axis), len(MIRROR_ORDER)
+    variants, domains = view_variants(shifts), len(MIRROR_ORDER)
     sources = [EMPTY, DRAWN]
     for mirrored, shift in variants:
-        block = variants.index((mirrored, None if shift is None else -shift))
+        block = variants.index((mirrored, -shift))
         sources += [FIRST_VIEW + block * domains + d for d in MIRROR_ORDER]
     order = torch.tensor(sources, device=logits.device)
     return unmirror_slots(logits.index_select(2, order if columns is None else order[columns]), slots)
@@ -328,7 +261,7 @@ def decoding_columns(allowed: torch.Tensor) -> torch.Tensor:
 
 def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: torch.Tensor, allowed: torch.Tensor,
                       hole_allowance: torch.Tensor | None = None, speck_allowance: torch.Tensor | None = None,
-                      shifts: int = 0, axis: torch.Tensor | None = None) -> torch.Tensor:
+                      shifts: int = 0) -> torch.Tensor:
     """[B, D, H, W]: per pixel the candidate j with the least Σ_k p_k·|v_j − v_k|₁ (the L1 it is expected to
     miss the truth by, taking the model's distribution p over the candidates as the truth's).
 
@@ -347,7 +280,7 @@ def least_expected_l1(probabilities: torch.Tensor, views: torch.Tensor, drawn: t
     if probabilities.shape[2] != len(columns):  # over every candidate: keep those of `columns`
         probabilities = probabilities[:, :, columns]
     shared = torch.stack([torch.full_like(views[:, 0], -1.0)]  # [B, S, C, H, W]: empty, then the view candidates in use
-                         + [view_candidate(views, column, shifts, axis) for column in columns[FIRST_VIEW:].tolist()], dim=1)
+                         + [view_candidate(views, column, shifts) for column in columns[FIRST_VIEW:].tolist()], dim=1)
     size = shared.shape[1]
     p_shared = torch.cat([probabilities[:, :, EMPTY : EMPTY + 1], probabilities[:, :, FIRST_VIEW:]], dim=2)  # [B, D, S, H, W]
     p_drawn = probabilities[:, :, DRAWN : DRAWN + 1]  # [B, D, 1, H, W]
@@ -452,8 +385,7 @@ class Turnaround(SpriteModel):
 
     name = "turnaround"
     evaluation_given_views = 1
-    uses = frozenset({"capacity", "lambda-l1", "generator-blocks", "lambda-adversarial", "lambda-domain", "candidate-shifts",
-                      "axis-mirror"})
+    uses = frozenset({"capacity", "lambda-l1", "generator-blocks", "lambda-adversarial", "lambda-domain", "candidate-shifts"})
     defaults = {"capacity": 2, "lambda-l1": 1.0, "generator-blocks": 2, "lr": 1e-3, "beta1": 0.9, "beta2": 0.99,
                 "batch": 16, "lr-decay": "constant-then-linear", "lambda-adversarial": 0.0, "lambda-domain": 0.0}
 
@@ -468,8 +400,7 @@ class Turnaround(SpriteModel):
             raise SpriteForgeError(f"--capacity must be at least 1, got {config.capacity}")
         # Runs recorded before shifted candidates existed lack the option: they copy in place only.
         self.shifts = config.get("candidate_shifts", 0)
-        self.axis = bool(config.get("axis_mirror", False))  # and before the character's axis, about the image's centre
-        self.generator = TurnaroundNet(channels, domain_count, config.capacity, config.generator_blocks, self.shifts, self.axis)
+        self.generator = TurnaroundNet(channels, domain_count, config.capacity, config.generator_blocks, self.shifts)
         self.make_optimizer("generator", self.generator, config.lr)
         # Runs recorded before the critic existed lack these options: they trained without it.
         self.lambda_adversarial = config.get("lambda_adversarial", 0.0)
@@ -491,21 +422,16 @@ class Turnaround(SpriteModel):
         in logit, so the new model first draws much as the old one did and learns from there where moving
         pays. (Less 4 was too far: at a fine-tuning learning rate of 2e-4, Adam moves a logit by about a
         hundredth per step, and after 700 steps the moved candidates held 6 % of the mass at the pixels
-        only they match.) From a model without `--axis-mirror`, the candidates mirrored about the character's
-        axis start as those mirrored about the image's centre: one slot may use only one of the two
-        (`allowed_candidates`), so the new model first draws as the old one did, the mirrored copies moved
-        to the character's axis. The rest of the network is the same shape and carries over as is."""
-        before, before_axis = source_config.get("candidate_shifts", 0), bool(source_config.get("axis_mirror", False))
-        if before == self.shifts and before_axis == self.axis:
+        only they match.) The rest of the network is the same shape and carries over as is."""
+        before = source_config.get("candidate_shifts", 0)
+        if before == self.shifts:
             return tensors
         if before > self.shifts:
             raise SpriteForgeError(f"--init-from: that model moves candidates by up to {before} pixels; "
                                    f"this one only {self.shifts} (--candidate-shifts {before} or more)")
-        if before_axis and not self.axis:
-            raise SpriteForgeError("--init-from: that model mirrors about the character's axis; add --axis-mirror")
         domains = self.domain_count
-        old_variants, new_variants = view_variants(before, before_axis), view_variants(self.shifts, self.axis)
-        old_count, new_count = candidate_count(domains, before, before_axis), candidate_count(domains, self.shifts, self.axis)
+        old_variants, new_variants = view_variants(before), view_variants(self.shifts)
+        old_count, new_count = candidate_count(domains, before), candidate_count(domains, self.shifts)
         sources, offsets = [], []
         for slot in range(domains):
             old_base, new_base = slot * (old_count + 3), slot * (new_count + 3)
@@ -516,7 +442,7 @@ class Turnaround(SpriteModel):
                 elif column < new_count:
                     mirrored, shift = new_variants[(column - FIRST_VIEW) // domains]
                     if (mirrored, shift) not in old_variants:
-                        shift, offset = 0, (0.0 if shift is None else -1.0)
+                        shift, offset = 0, -1.0
                     source = FIRST_VIEW + old_variants.index((mirrored, shift)) * domains + (column - FIRST_VIEW) % domains
                 else:
                     source = old_count + column - new_count  # the drawn RGB
@@ -549,8 +475,7 @@ class Turnaround(SpriteModel):
             if len(slots) == 0:
                 return views
         missing = ~kept[:, slots]
-        axis = character_axis(views, kept) if self.axis else None
-        allowed = allowed_candidates(kept, self.shifts, self.axis)[:, slots]
+        allowed = allowed_candidates(kept, self.shifts)[:, slots]
         columns = decoding_columns(allowed)  # the candidates this batch can use; the others have probability 0
         disallowed = ~allowed[:, :, columns, None, None]
         logits, drawn = self.generator(views, kept)
@@ -558,7 +483,7 @@ class Turnaround(SpriteModel):
         drawn = drawn.index_select(1, slots)
         if self.mirror_average:  # the same character seen in a mirror, its choices mapped back
             mirrored_logits, mirrored_drawn = self.generator(mirror_characters(views), kept[:, MIRROR_ORDER])
-            mirrored = unmirror_logits(mirrored_logits, columns, slots, self.shifts, self.axis).masked_fill_(disallowed, float("-inf"))
+            mirrored = unmirror_logits(mirrored_logits, columns, slots, self.shifts).masked_fill_(disallowed, float("-inf"))
             scores = scores.softmax(2).add_(mirrored.softmax(2)).div_(2)
             drawn = drawn.add_(unmirror_slots(mirrored_drawn, slots)).div_(2)
         if self.decoding == "most-likely":
@@ -571,13 +496,13 @@ class Turnaround(SpriteModel):
         drawn = torch.cat([drawn, torch.ones_like(drawn[:, :, :1])], dim=2)
         if self.decoding == "least-expected-l1":  # decided on the colours the pixels would get
             choice = least_expected_l1(scores if self.mirror_average else scores.softmax(2), views, drawn, allowed,
-                                       self.hole_allowance(views, kept), self.speck_allowance(views, kept), self.shifts, axis)
+                                       self.hole_allowance(views, kept), self.speck_allowance(views, kept), self.shifts)
         # Each pixel takes its candidate's colour: the slot's own drawn colour, empty, or a given view as
         # is, mirrored or moved. One select per candidate the batch uses (one given view, no shifts: 3), not a gather
         # from a pool of every candidate (12 copies of the batch's views): half the time.
         picked = torch.where((choice == DRAWN)[:, :, None], drawn, -1.0)
         for column in columns[FIRST_VIEW:].tolist():
-            source = view_candidate(views, column, self.shifts, axis)
+            source = view_candidate(views, column, self.shifts)
             picked = torch.where((choice == column)[:, :, None], source[:, None], picked)
         result = views.clone()
         result[:, slots] = torch.where(missing[:, :, None, None, None], picked, views[:, slots])
@@ -611,9 +536,8 @@ class Turnaround(SpriteModel):
         kept = sample_given(count, domains).to(batch.device)
         inputs = batch * kept[:, :, None, None, None].to(batch.dtype)
         logits, drawn = self.generator(inputs, kept)
-        axis = character_axis(inputs, kept) if self.axis else None
-        allowed = allowed_candidates(kept, self.shifts, self.axis)
-        options = candidates(inputs, drawn.detach(), self.shifts, axis)
+        allowed = allowed_candidates(kept, self.shifts)
+        options = candidates(inputs, drawn.detach(), self.shifts)
         targets = source_targets(options, batch, allowed)
         logits = logits.float().masked_fill(~allowed[:, :, :, None, None], float("-inf"))  # float32 under autocast
         log_p = logits.log_softmax(2)
@@ -626,7 +550,7 @@ class Turnaround(SpriteModel):
         loss = selection + self.config.lambda_l1 * drawing
         critic_losses: dict[str, float] = {}
         if hasattr(self, "discriminator"):
-            critic_term, critic_losses = self.critic_terms(batch, kept, log_p, candidates(inputs, drawn, self.shifts, axis))
+            critic_term, critic_losses = self.critic_terms(batch, kept, log_p, candidates(inputs, drawn, self.shifts))
             loss = loss + critic_term
         self.optimize("generator", loss)
         with torch.no_grad():
