@@ -111,7 +111,7 @@ def test_bad_images_for_translate(tmp_path):
 def test_data_commands(tmp_path, split_folder):
     result = run_cli("data", "inspect", split_folder, "--preview", tmp_path / "p.png")
     assert result.returncode == 0, result.stderr
-    assert "train" in result.stdout and "colours/image" in result.stdout
+    assert "train" in result.stdout and "colours/image" in result.stdout and "front onto the back" in result.stdout
     assert (tmp_path / "p.png").is_file()
     result = run_cli("data", "list", env={"SPRITEFORGE_ARCHIVES": str(tmp_path)})
     assert result.returncode == 0 and "rm2k" in result.stdout and "download on first use" in result.stdout

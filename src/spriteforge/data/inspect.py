@@ -27,6 +27,53 @@ def colour_statistics(images: np.ndarray) -> dict[str, float]:
     }
 
 
+ALIGNMENT_MOVES = 2  # columns either way
+# (view mirrored, view it is laid onto, what the line says): the pairs a turnaround is drawn from
+ALIGNMENT_PAIRS = (("front", "front", "front onto itself (its axis)"), ("front", "back", "front onto the back"),
+                   ("right", "left", "right onto the left"))
+
+
+def mirrored_alignment(mirrored: np.ndarray, onto: np.ndarray) -> np.ndarray:
+    """Per character, how many columns right (negative: left) `mirrored` [N, H, W, 4] flipped must move to
+    match `onto` best, within ±ALIGNMENT_MOVES: the fewest differing pixels (two clear pixels are equal
+    whatever their RGB; columns moved in are clear). Ties go to the smaller move, a tie between s and −s to 0.
+
+    Why: the imputation models copy a given view mirrored about the image's centre; a character drawn
+    about another column (a front symmetric about column 32 of 0..63, not 31.5) has its back one column
+    over, and a model can only draw such pixels, not copy them. The pooled `all` data has both kinds."""
+    def canonical(images: np.ndarray) -> np.ndarray:
+        pixels = images.view(np.uint32)[..., 0]  # [N, H, W]: one code per RGBA pixel
+        return np.where(images[..., 3] == 0, 0, pixels)
+    flipped, target = canonical(mirrored[:, :, ::-1].copy()), canonical(onto)
+    width, moves = flipped.shape[2], range(-ALIGNMENT_MOVES, ALIGNMENT_MOVES + 1)
+    differing = []
+    for move in moves:
+        moved = np.zeros_like(flipped)
+        moved[:, :, max(move, 0) : width + min(move, 0)] = flipped[:, :, max(-move, 0) : width - max(move, 0)]
+        differing.append((moved != target).sum(axis=(1, 2)))
+    table = np.stack(differing, 1)  # [N, moves]
+    best = table == table.min(1, keepdims=True)
+    result = np.zeros(len(table), dtype=int)
+    for distance in range(ALIGNMENT_MOVES, 0, -1):  # the smallest best move wins
+        left, right = best[:, ALIGNMENT_MOVES - distance], best[:, ALIGNMENT_MOVES + distance]
+        result = np.where(left & right, 0, np.where(left, -distance, np.where(right, distance, result)))
+    return np.where(best[:, ALIGNMENT_MOVES], 0, result)
+
+
+def alignment_lines(images: np.ndarray, domains) -> list[str]:
+    """`data inspect`'s view alignment table for four-view characters uint8 [N, D, H, W, 4] (none otherwise)."""
+    if not all(view in domains for view in ("back", "left", "front", "right")):
+        return []
+    moves = range(-ALIGNMENT_MOVES, ALIGNMENT_MOVES + 1)
+    lines = ["  alignment (train): characters whose view, mirrored, matches the other best moved by "
+             + " ".join(f"{move:+d}" for move in moves) + " columns"]
+    for source, target, label in ALIGNMENT_PAIRS:
+        found = mirrored_alignment(images[:, domains.index(source)], images[:, domains.index(target)])
+        counts = np.bincount(found + ALIGNMENT_MOVES, minlength=len(moves))
+        lines.append(f"    {label:<28} " + " ".join(f"{count:>6}" for count in counts))
+    return lines
+
+
 def inspect_source(source: str, domains, image_size: int | None = 64, data_dir=None, preview: str | None = None):
     """`image_size` None: 64, or a single folder's own size."""
     lines = []
@@ -46,6 +93,7 @@ def inspect_source(source: str, domains, image_size: int | None = 64, data_dir=N
                 f"  {domain:<6} colours/image {stats['colours_min']}-{stats['colours_max']} (median {stats['colours_median']:.0f}), "
                 f"opaque {stats['opaque_share']:.1%}, images with partial alpha {stats['partial_alpha_images']}"
             )
+        lines += alignment_lines(train, list(domains))
         if sample is None:
             picks = np.linspace(0, len(train) - 1, min(8, len(train))).round().astype(int)
             sample = train[picks]
