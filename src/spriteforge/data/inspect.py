@@ -54,10 +54,12 @@ def mirrored_alignment(mirrored: np.ndarray, onto: np.ndarray) -> np.ndarray:
     table = np.stack(differing, 1)  # [N, moves]
     best = table == table.min(1, keepdims=True)
     result = np.zeros(len(table), dtype=int)
-    for distance in range(ALIGNMENT_MOVES, 0, -1):  # the smallest best move wins
+    decided = best[:, ALIGNMENT_MOVES]  # in place is best: 0
+    for distance in range(1, ALIGNMENT_MOVES + 1):  # the smallest best move wins; both ways best: 0
         left, right = best[:, ALIGNMENT_MOVES - distance], best[:, ALIGNMENT_MOVES + distance]
-        result = np.where(left & right, 0, np.where(left, -distance, np.where(right, distance, result)))
-    return np.where(best[:, ALIGNMENT_MOVES], 0, result)
+        result = np.where(~decided & (left != right), np.where(left, -distance, distance), result)
+        decided = decided | left | right
+    return result
 
 
 def alignment_lines(images: np.ndarray, domains) -> list[str]:
