@@ -478,11 +478,15 @@ class Turnaround(SpriteModel):
         allowed = allowed_candidates(kept, self.shifts)[:, slots]
         columns = decoding_columns(allowed)  # the candidates this batch can use; the others have probability 0
         disallowed = ~allowed[:, :, columns, None, None]
-        logits, drawn = self.generator(views, kept)
+        if self.mirror_average:  # the character and the same character seen in a mirror, in one batch
+            logits, drawn = self.generator(torch.cat([views, mirror_characters(views)]), torch.cat([kept, kept[:, MIRROR_ORDER]]))
+            logits, mirrored_logits = logits.chunk(2)  # chunk, not split(count): an exported graph takes any batch
+            drawn, mirrored_drawn = drawn.chunk(2)
+        else:
+            logits, drawn = self.generator(views, kept)
         scores = logits.index_select(1, slots).index_select(2, columns).masked_fill_(disallowed, float("-inf"))  # logits of one pass, or probabilities of two
         drawn = drawn.index_select(1, slots)
-        if self.mirror_average:  # the same character seen in a mirror, its choices mapped back
-            mirrored_logits, mirrored_drawn = self.generator(mirror_characters(views), kept[:, MIRROR_ORDER])
+        if self.mirror_average:  # its choices mapped back
             mirrored = unmirror_logits(mirrored_logits, columns, slots, self.shifts).masked_fill_(disallowed, float("-inf"))
             scores = scores.softmax(2).add_(mirrored.softmax(2)).div_(2)
             drawn = drawn.add_(unmirror_slots(mirrored_drawn, slots)).div_(2)
