@@ -543,3 +543,61 @@ def test_init_from_a_model_without_shifts_keeps_its_choices(tmp_path):
         torch.testing.assert_close(after[:, :, column], before[:, :, sibling] - 1, rtol=1e-5, atol=1e-4)
     with pytest.raises(SpriteForgeError, match="--candidate-shifts 1 or more"):
         plain.adapt_initial_weights({}, dict(moved.config))
+
+
+def test_combined_models_draw_as_one_ensemble(tmp_path):
+    """`models combine` writes trained turnarounds (moved candidates or not, an ensemble's members one by
+    one) as one model that loads and draws like any other: pixel-exact, given views kept; a model combined
+    with itself draws exactly as it does alone; models of another shape or kind are refused in one line."""
+    from spriteforge.model_cards import combine
+    from spriteforge.models.turnaround import TurnaroundEnsemble
+
+    plain, moved = _trainer(tmp_path, "plain"), _trainer(tmp_path, "moved", candidate_shifts=1, seed=7)
+    plain.run()
+    moved.run()
+    pair = tmp_path / "pair.safetensors"
+    assert main_ok(["models", "combine", str(plain.run_dir), str(moved.run_dir), "--out", str(pair)])
+    model, config = load_for_inference(pair)
+    assert isinstance(model.generator, TurnaroundEnsemble) and config.member_shifts == [0, 1] and model.shifts == 1
+    views, kept = sprites(2), torch.tensor([[False, False, True, False], [True, True, True, False]])
+    out = imageio.to_uint8(model.impute_all(views, kept).flatten(0, 1)).reshape(2, 4, 32, 32, 4)
+    given = imageio.to_uint8(views.flatten(0, 1)).reshape(2, 4, 32, 32, 4)
+    for row in range(2):
+        allowed = {tuple(c) for d in np.flatnonzero(kept[row]) for c in given[row, d].reshape(-1, 4) if c[3] == 255}
+        for view in range(4):
+            pixels = out[row, view].reshape(-1, 4)
+            if kept[row, view]:
+                assert np.array_equal(out[row, view], given[row, view])
+            else:
+                assert {tuple(c) for c in pixels if c[3] == 255} <= allowed and set(np.unique(pixels[:, 3])) <= {0, 255}
+    # A candidate's score is the mean log-probability of the members offering it (the moved ones: the second
+    # member's alone); drawn colours are the first member's.
+    inputs = views * kept[:, :, None, None, None]
+    with torch.no_grad():
+        logits, drawn = model.generator(inputs, kept)
+        (first, first_drawn), (second, _) = (member(inputs, kept) for member in model.generator.members)
+    first, second = first.log_softmax(2), second.log_softmax(2)
+    assert logits.shape[2] == second.shape[2] == 26 and first.shape[2] == 10
+    torch.testing.assert_close(logits[:, :, :10], (first + second[:, :, :10]) / 2)
+    torch.testing.assert_close(logits[:, :, 10:], second[:, :, 10:])
+    assert torch.equal(drawn, first_drawn)
+
+    twice = tmp_path / "twice.safetensors"
+    combine([plain.run_dir, plain.run_dir], twice, half=False)
+    doubled, _ = load_for_inference(twice)
+    single, _ = load_for_inference(plain.run_dir)
+    assert torch.equal(doubled.impute_all(views, kept), single.impute_all(views, kept))
+
+    three, members = combine([pair, plain.run_dir], tmp_path / "three.safetensors")
+    assert members == 3 and load_for_inference(three)[1].member_shifts == [0, 1, 0]
+
+    wider = _trainer(tmp_path, "wider", capacity=2)
+    wider.run()
+    with pytest.raises(SpriteForgeError, match="capacity differ"):
+        combine([plain.run_dir, wider.run_dir], tmp_path / "bad.safetensors")
+    with pytest.raises(SpriteForgeError, match="two models or more"):
+        combine([plain.run_dir], tmp_path / "bad.safetensors")
+    with pytest.raises(SpriteForgeError, match="safetensors file"):
+        combine([plain.run_dir, moved.run_dir], tmp_path / "bad.pt")
+    assert not main_ok(["models", "combine", "default", "default-sampler", "--out", str(tmp_path / "bad.safetensors")])
+    assert not list(tmp_path.glob("bad*"))

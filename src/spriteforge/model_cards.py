@@ -95,13 +95,60 @@ def pack(location: str | Path, out: Path, half: bool = True) -> Path:
         networks.add("generator_ema")
     kept = {key: (value.half() if half and value.is_floating_point() else value).contiguous()
             for key, value in tensors.items() if key.startswith("network/") and key.split("/")[1] in networks}
-    config = {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in drop_replaced(meta["config"], recorded=True).items()}
+    return write_weights(out, kept, meta, shareable_config(meta["config"]))
 
-    metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
-                "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps(meta["extra"]),
-                "checksum": ckpt.tensor_checksum(kept), "versions": json.dumps(versions())}
+
+def shareable_config(recorded: dict) -> dict:
+    """A run's recorded configuration without the options that describe the machine it ran on."""
+    return {key: (BY_KEY[key].default if key in MACHINE_OPTIONS else value) for key, value in drop_replaced(recorded, recorded=True).items()}
+
+
+def write_weights(out: Path, tensors: dict, meta: dict, config: dict) -> Path:
+    """Write inference weights with the metadata `load_for_inference` reads (no optimiser state), atomically."""
     if out.suffix != ".safetensors":
         raise SpriteForgeError(f"{out}: packed weights are a .safetensors file; name it {out.with_suffix('.safetensors').name}")
+    metadata = {"format": ckpt.FORMAT, "model": meta["model"], "config": json.dumps(config), "shape": json.dumps(meta["shape"]),
+                "step": str(meta["step"]), "optimizers": json.dumps({}), "extra": json.dumps(meta["extra"]),
+                "checksum": ckpt.tensor_checksum(tensors), "versions": json.dumps(versions())}
     with atomic_write(out) as temporary:
-        save_file(kept, str(temporary), metadata=metadata)
+        save_file(tensors, str(temporary), metadata=metadata)
     return out
+
+
+# What must agree for trained turnarounds to draw as one ensemble (their candidate shifts may differ).
+ENSEMBLE_KEYS = ("capacity", "generator_blocks", "image_size", "domains")
+
+
+def combine(locations: list[str | Path], out: Path, half: bool = True) -> tuple[Path, int]:
+    """Write trained turnaround models (runs, checkpoints or packed weights; an ensemble adds its members)
+    as one ensemble (`TurnaroundEnsemble`): its first member's drawn colours, all members' choices.
+    Returns the file and its number of members."""
+    if len(locations) < 2:
+        raise SpriteForgeError("combine needs two models or more (runs, checkpoints or .safetensors files)")
+    members: list[tuple[dict, int]] = []  # per member: its generator tensors, its candidate shifts
+    first_meta = first_config = None
+    for location in locations:
+        path = find_checkpoint(location)
+        tensors, meta = ckpt.read_checkpoint(path)
+        config = shareable_config(meta["config"])
+        if meta["model"] != "turnaround":
+            raise SpriteForgeError(f"{path}: a {meta['model']} model; only turnaround models combine into an ensemble")
+        if first_meta is None:
+            first_meta, first_config, first_path = meta, config, path
+        elif meta["shape"] != first_meta["shape"] or any(config.get(key) != first_config.get(key) for key in ENSEMBLE_KEYS):
+            differing = [key for key in ENSEMBLE_KEYS if config.get(key) != first_config.get(key)] or ["views, channels or image size"]
+            raise SpriteForgeError(f"{path}: its {', '.join(differing)} differ from {first_path}'s; "
+                                   "an ensemble's members share their shape (train them with the same --capacity and --generator-blocks)")
+        prefix = "network/generator/"
+        own = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        if config.get("member_shifts"):  # an ensemble already: its members join one by one
+            for index, shifts in enumerate(config["member_shifts"]):
+                head = f"members.{index}."
+                members.append(({key[len(head):]: value for key, value in own.items() if key.startswith(head)}, shifts))
+        else:
+            members.append((own, config.get("candidate_shifts", 0)))
+    tensors = {f"network/generator/members.{index}.{key}": (value.half() if half and value.is_floating_point() else value).contiguous()
+               for index, (own, _) in enumerate(members) for key, value in own.items()}
+    config = dict(first_config, member_shifts=[shifts for _, shifts in members],
+                  candidate_shifts=max(shifts for _, shifts in members))
+    return write_weights(out, tensors, first_meta, config), len(members)
