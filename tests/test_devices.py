@@ -14,7 +14,7 @@ from PIL import Image
 
 from spriteforge.devices import autocast, limit_memory, mps_available, resolve_device
 from spriteforge.errors import SpriteForgeError
-from spriteforge.inference import config_from_meta
+from spriteforge.options import config_from_meta
 from spriteforge.models import MODELS, model_class
 from spriteforge.options import BY_KEY, read_toml, resolve
 from spriteforge.training.engine import Trainer

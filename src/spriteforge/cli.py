@@ -179,7 +179,7 @@ def _resumed_trainer(run_dir: Path, model: str | None, given: dict):
 
 def _resumed_config(run_dir: Path, model: str | None, given: dict):
     """(configuration, newest checkpoint or None) of the run in `run_dir` with `given` overrides applied."""
-    from spriteforge.inference import config_from_meta
+    from spriteforge.options import config_from_meta
     from spriteforge.models import model_class
     from spriteforge.training.run_folder import RunFolder
 

@@ -11,23 +11,11 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
 from spriteforge.models.kinds import Stylizer
 from spriteforge.models.pix2pix import PairModels
-from spriteforge.options import BY_KEY, LEGACY, OPTIONS, Config, coerce, drop_replaced
+from spriteforge.options import config_from_meta
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.locations import (  # noqa: F401 (the names commands import from here)
     BUNDLED, BUNDLED_FOLDER, DEFAULT_MODEL, DEFAULT_SAMPLER, bundled_path, find_checkpoint, resolve_sampler)
 from spriteforge.training.run_folder import RunFolder
-
-
-def config_from_meta(meta: dict, path: Path) -> Config:
-    """A checkpoint's configuration; common options added since it was written take their defaults."""
-    config = Config({option.key: option.default for option in OPTIONS if option.common and option.key not in meta["config"]})
-    for key, value in drop_replaced(meta["config"], recorded=True).items():
-        if key in LEGACY and value == LEGACY[key][0]:
-            value = LEGACY[key][1]
-        config[key] = coerce(BY_KEY[key], value, f"{path}: ") if key in BY_KEY else value
-    if not isinstance(meta.get("model"), str) or config.get("model") not in (None, meta["model"]):
-        raise SpriteForgeError(f"{path}: damaged checkpoint metadata (the model name does not match its configuration)")
-    return config
 
 
 def load_for_inference(location: str | Path, device: str | torch.device = "cpu", stylize: bool = False):

@@ -170,6 +170,10 @@ OPTIONS: list[Option] = [
     Option("perturb-palette", float, 0.0, "probability of a random HSV shift of a character per step", low=0, high=1),
     Option("candidate-shifts", int, 0, "turnaround: also offer each given view (as is and mirrored) moved by up to this many "
            "pixels left or right as a pixel's source (0 = same place only)", low=0, high=4),
+    Option("distill-from", str, "", "turnaround: a trained turnaround or `models combine` ensemble (run, weights or default) whose "
+           "per-pixel source probabilities the model also learns (knowledge distillation); it must offer the same candidates "
+           "(--candidate-shifts)"),
+    Option("lambda-distill", float, 1.0, "turnaround: weight of the cross-entropy to --distill-from's probabilities, beside the true sources'", low=0),
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     Option("domain-a", str, "", "folder of pictures to turn into pixel art (PNG/JPEG, any size, fitted into --image-size); "
            "pix2pix-pairs pairs them by file name with the pixel art of --dataset FOLDER (cyclegan, pix2pix-pairs)"),
@@ -303,6 +307,8 @@ class Config(dict[str, Any]):
     temperature: float
     perturb_palette: float
     candidate_shifts: int
+    distill_from: str
+    lambda_distill: float
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     domain_a: str
     generator_blocks: int
@@ -500,3 +506,15 @@ def dataset_sources(config: Config) -> tuple[list[str], list[str] | None]:
     sources = list(config.dataset) + [name for name in ("tiny", "rm2k", "rmxp", "rmvx", "misc") if config[name]]
     tests = [name for name in ("tiny", "rm2k", "rmxp", "rmvx") if config[f"{name}_validation"]]
     return sources, tests or None
+
+
+def config_from_meta(meta: dict, path) -> Config:
+    """A checkpoint's configuration; common options added since it was written take their defaults."""
+    config = Config({option.key: option.default for option in OPTIONS if option.common and option.key not in meta["config"]})
+    for key, value in drop_replaced(meta["config"], recorded=True).items():
+        if key in LEGACY and value == LEGACY[key][0]:
+            value = LEGACY[key][1]
+        config[key] = coerce(BY_KEY[key], value, f"{path}: ") if key in BY_KEY else value
+    if not isinstance(meta.get("model"), str) or config.get("model") not in (None, meta["model"]):
+        raise SpriteForgeError(f"{path}: damaged checkpoint metadata (the model name does not match its configuration)")
+    return config

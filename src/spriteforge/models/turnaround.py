@@ -426,7 +426,8 @@ class Turnaround(SpriteModel):
 
     name = "turnaround"
     evaluation_given_views = 1
-    uses = frozenset({"capacity", "lambda-l1", "generator-blocks", "lambda-adversarial", "lambda-domain", "candidate-shifts"})
+    uses = frozenset({"capacity", "lambda-l1", "generator-blocks", "lambda-adversarial", "lambda-domain", "candidate-shifts",
+                      "distill-from", "lambda-distill"})
     defaults = {"capacity": 2, "lambda-l1": 1.0, "generator-blocks": 2, "lr": 1e-3, "beta1": 0.9, "beta2": 0.99,
                 "batch": 16, "lr-decay": "constant-then-linear", "lambda-adversarial": 0.0, "lambda-domain": 0.0}
 
@@ -463,6 +464,18 @@ class Turnaround(SpriteModel):
         self.mirror_average = True
         self.fill_holes = True  # no more enclosed holes per drawn view than the given views have: `fill_enclosed_holes`
         self.remove_specks = True  # nor more stray specks: `remove_stray_specks`
+
+    def learn_from(self, teacher: "Turnaround", path) -> None:
+        """--distill-from: also learn `teacher`'s per-pixel source probabilities (its one pass over the same inputs).
+
+        Why: two trainings average to a lower L1 than either (`TurnaroundEnsemble`), at twice the drawing
+        cost; their averaged probabilities say, where the true source is one of several equal guesses, how
+        much each guess deserves, which the one true source cannot. The teacher is kept out of the model's
+        networks: it is neither trained nor saved."""
+        if teacher.shifts != self.shifts or teacher.domain_count != self.domain_count:
+            raise SpriteForgeError(f"{path}: --distill-from offers {candidate_count(teacher.domain_count, teacher.shifts)} sources per pixel, "
+                                   f"this model {candidate_count(self.domain_count, self.shifts)}; train with --candidate-shifts {teacher.shifts}")
+        self.__dict__["teacher"] = teacher  # not a submodule: no parameters, no checkpoint entries
 
     def adapt_initial_weights(self, tensors: dict[str, torch.Tensor], source_config: dict) -> dict[str, torch.Tensor]:
         """--init-from a turnaround with fewer moved candidates (`--candidate-shifts`): the head rows of the
@@ -600,6 +613,13 @@ class Turnaround(SpriteModel):
         colour_error = (drawn - batch[:, :, :3]).abs().sum(2)
         drawing = (colour_error * needs_drawing).sum() / distributed.count_per_rank(needs_drawing.sum()).clamp_min(1) / 3
         loss = selection + self.config.lambda_l1 * drawing
+        teacher, taught = self.__dict__.get("teacher"), {}
+        if teacher is not None:  # --distill-from: the cross-entropy to its probabilities at the missing pixels
+            with torch.no_grad():
+                teacher_p = teacher.generator(inputs, kept)[0].float().masked_fill(~allowed[:, :, :, None, None], float("-inf")).softmax(2)
+            distilled = -(teacher_p * log_p.masked_fill(~allowed[:, :, :, None, None], 0.0)).sum(2)[missing].mean()
+            loss = loss + self.config.get("lambda_distill", 1.0) * distilled
+            taught = {"generator/distill": distilled.item()}
         critic_losses: dict[str, float] = {}
         if hasattr(self, "discriminator"):
             critic_term, critic_losses = self.critic_terms(batch, kept, log_p, candidates(inputs, drawn, self.shifts))
@@ -609,7 +629,7 @@ class Turnaround(SpriteModel):
             accuracy = (targets.gather(2, log_p.argmax(2, keepdim=True)).squeeze(2))[missing].float().mean()
         return {"generator/selection": selection.item(), "generator/drawn-l1": drawing.item(),
                 "generator/drawn-share": needs_drawing.sum().item() / max(1, missing.sum().item()),
-                "generator/pixel-accuracy": accuracy.item(), "generator/total": loss.item(), **critic_losses}
+                "generator/pixel-accuracy": accuracy.item(), "generator/total": loss.item(), **taught, **critic_losses}
 
     def critic_terms(self, batch: torch.Tensor, kept: torch.Tensor, log_p: torch.Tensor,
                      options: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

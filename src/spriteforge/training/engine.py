@@ -40,7 +40,7 @@ from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.models.kinds import Imputer
-from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources, load_toml_file, option_name
+from spriteforge.options import DEFAULT_STEPS, Config, config_from_meta, dataset_sources, load_toml_file, option_name
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.locations import find_checkpoint
 from spriteforge.training.run_folder import RunFolder
@@ -207,6 +207,8 @@ class Trainer:
         self.lock: BaseFileLock | None = None
         if config.get("init_from") and (resume is None or (checkpoint is None and not RunFolder(resume).has_checkpoint())):
             self._start_from(config.init_from)  # before any run folder is made: a refused model leaves nothing behind
+        if config.get("distill_from"):
+            self._load_teacher(config.distill_from)
         if resume is not None:
             self.folder = RunFolder(resume)
             self.run_dir = self.folder.path
@@ -321,6 +323,19 @@ class Trainer:
         fresh = [name for name in self.model.networks() if name not in held]
         if self.is_main:
             print(f"starting from {path}: {', '.join(held)}" + (f" ({', '.join(fresh)} afresh)" if fresh else ""), file=sys.stderr)
+
+    def _load_teacher(self, location: str) -> None:
+        """--distill-from: the trained model whose probabilities this one also learns, as drawn (eval mode, no gradients)."""
+        path = find_checkpoint(location)
+        tensors, meta = ckpt.read_checkpoint(path)
+        if meta["model"] != self.config.model:
+            raise SpriteForgeError(f"{path}: --distill-from needs a {self.config.model} model, this is a {meta['model']} model")
+        shape = meta["shape"]
+        teacher = model_class(meta["model"])(config_from_meta(meta, path), shape["domains"], shape["channels"], shape["image_size"])
+        ckpt.load_weights(teacher, tensors, path, teacher.inference_networks)
+        self.model.learn_from(teacher.to(self.device).eval().requires_grad_(False), path)
+        if self.is_main:
+            print(f"distilling from {path}", file=sys.stderr)
 
     def _restore(self, checkpoint: tuple[Path, dict, dict]) -> None:
         path, tensors, meta = checkpoint
