@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from spriteforge import imageio
 from spriteforge.data.synthetic import generate_characters
@@ -601,3 +602,31 @@ def test_combined_models_draw_as_one_ensemble(tmp_path):
         combine([plain.run_dir, moved.run_dir], tmp_path / "bad.pt")
     assert not main_ok(["models", "combine", "default", "default-sampler", "--out", str(tmp_path / "bad.safetensors")])
     assert not list(tmp_path.glob("bad*"))
+
+
+def test_distilling_learns_the_teachers_probabilities(tmp_path):
+    """--distill-from adds the KL divergence from a trained model's probabilities: on a fixed batch it falls,
+    the teacher stays as it was and out of the student's checkpoint, and a teacher offering other
+    candidates (or of another kind) is refused in one line before any run folder is made."""
+    teacher_run = _trainer(tmp_path, "teacher", steps=4)
+    teacher_run.run()
+    student = _trainer(tmp_path, "student", distill_from=str(teacher_run.run_dir), lambda_distill=2.0, steps=1)
+    teacher = student.model.__dict__["teacher"]
+    before = {key: value.clone() for key, value in teacher.state_dict().items()}
+    torch.manual_seed(0)
+    model = student.model.train()
+    batch = sprites(4)
+    values = []
+    for step in range(12):
+        torch.manual_seed(1)  # the same mirror flips and given views every step: a fixed batch
+        values.append(model.train_step(batch, step, step / 12)["generator/distill"])
+    assert values[0] > 0.01 and values[-1] < 0.7 * values[0]
+    assert all(torch.equal(before[key], value) for key, value in teacher.state_dict().items())
+    student.run()
+    tensors = load_file(str(student.run_dir / "checkpoints" / "latest.safetensors"))
+    assert tensors and not any("teacher" in key for key in tensors)
+    with pytest.raises(SpriteForgeError, match="--candidate-shifts 0"):
+        _trainer(tmp_path, "moved", distill_from=str(teacher_run.run_dir), candidate_shifts=1)
+    with pytest.raises(SpriteForgeError, match="needs a turnaround model"):
+        _trainer(tmp_path, "sampler", distill_from="default-sampler")
+    assert not list(tmp_path.rglob("moved")) and not list(tmp_path.rglob("sampler"))

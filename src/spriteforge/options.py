@@ -173,7 +173,7 @@ OPTIONS: list[Option] = [
     Option("distill-from", str, "", "turnaround: a trained turnaround or `models combine` ensemble (run, weights or default) whose "
            "per-pixel source probabilities the model also learns (knowledge distillation); it must offer the same candidates "
            "(--candidate-shifts)"),
-    Option("lambda-distill", float, 1.0, "turnaround: weight of the cross-entropy to --distill-from's probabilities, beside the true sources'", low=0),
+    Option("lambda-distill", float, 1.0, "turnaround: weight of the KL divergence from --distill-from's probabilities, beside the true sources' cross-entropy", low=0),
     # style transfer: pictures (domain A) → pixel art (domain B = --dataset)
     Option("domain-a", str, "", "folder of pictures to turn into pixel art (PNG/JPEG, any size, fitted into --image-size); "
            "pix2pix-pairs pairs them by file name with the pixel art of --dataset FOLDER (cyclegan, pix2pix-pairs)"),

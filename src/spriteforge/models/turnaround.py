@@ -614,10 +614,11 @@ class Turnaround(SpriteModel):
         drawing = (colour_error * needs_drawing).sum() / distributed.count_per_rank(needs_drawing.sum()).clamp_min(1) / 3
         loss = selection + self.config.lambda_l1 * drawing
         teacher, taught = self.__dict__.get("teacher"), {}
-        if teacher is not None:  # --distill-from: the cross-entropy to its probabilities at the missing pixels
+        if teacher is not None:  # --distill-from: KL(teacher ‖ model) at the missing pixels (0 when they agree)
             with torch.no_grad():
                 teacher_p = teacher.generator(inputs, kept)[0].float().masked_fill(~allowed[:, :, :, None, None], float("-inf")).softmax(2)
-            distilled = -(teacher_p * log_p.masked_fill(~allowed[:, :, :, None, None], 0.0)).sum(2)[missing].mean()
+            log_q = log_p.masked_fill(~allowed[:, :, :, None, None], 0.0)
+            distilled = (torch.special.xlogy(teacher_p, teacher_p) - teacher_p * log_q).sum(2)[missing].mean()
             loss = loss + self.config.get("lambda_distill", 1.0) * distilled
             taught = {"generator/distill": distilled.item()}
         critic_losses: dict[str, float] = {}
