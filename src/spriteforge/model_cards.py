@@ -125,19 +125,19 @@ def combine(locations: list[str | Path], out: Path, half: bool = True) -> tuple[
     Returns the file and its number of members."""
     if len(locations) < 2:
         raise SpriteForgeError("combine needs two models or more (runs, checkpoints or .safetensors files)")
-    members: list[tuple[dict, int]] = []  # per member: its generator tensors, its candidate shifts
-    first_meta = first_config = None
+    read = []
     for location in locations:
         path = find_checkpoint(location)
         tensors, meta = ckpt.read_checkpoint(path)
-        config = shareable_config(meta["config"])
         if meta["model"] != "turnaround":
             raise SpriteForgeError(f"{path}: a {meta['model']} model; only turnaround models combine into an ensemble")
-        if first_meta is None:
-            first_meta, first_config, first_path = meta, config, path
-        elif meta["shape"] != first_meta["shape"] or any(config.get(key) != first_config.get(key) for key in ENSEMBLE_KEYS):
-            differing = [key for key in ENSEMBLE_KEYS if config.get(key) != first_config.get(key)] or ["views, channels or image size"]
-            raise SpriteForgeError(f"{path}: its {', '.join(differing)} differ from {first_path}'s; "
+        read.append((path, tensors, meta, shareable_config(meta["config"])))
+    first_path, _, first_meta, first_config = read[0]
+    members: list[tuple[dict, int]] = []  # per member: its generator tensors, its candidate shifts
+    for path, tensors, meta, config in read:
+        differing = [key for key in ENSEMBLE_KEYS if config.get(key) != first_config.get(key)]
+        if differing or meta["shape"] != first_meta["shape"]:
+            raise SpriteForgeError(f"{path}: its {', '.join(differing or ['views, channels or image size'])} differ from {first_path}'s; "
                                    "an ensemble's members share their shape (train them with the same --capacity and --generator-blocks)")
         prefix = "network/generator/"
         own = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}

@@ -108,6 +108,10 @@ class SpriteModel(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         return {name: module for name, module in self.named_children()}
 
+    def learn_from(self, teacher: "SpriteModel", path) -> None:
+        """--distill-from: also learn what the trained `teacher` draws (models that use the option override this)."""
+        raise SpriteForgeError(f"{path}: {self.name} does not learn from a teacher model (--distill-from)")
+
     def adapt_initial_weights(self, tensors: dict[str, torch.Tensor], source_config: dict) -> dict[str, torch.Tensor]:
         """--init-from: the saved tensors made to fit this model, when the saved model was configured
         differently (`source_config`) in a way the model knows how to carry over. As they are by default."""

@@ -172,14 +172,12 @@ class TurnaroundEnsemble(nn.Module):
             raise SpriteForgeError(f"an ensemble needs two members or more, got {len(member_shifts)}")
         self.members = nn.ModuleList(TurnaroundNet(channels, domains, capacity, blocks, shifts) for shifts in member_shifts)
         full = view_variants(max(member_shifts))
-        positions = []  # per member: where each of its candidates sits in the ensemble's candidate order
-        for shifts in member_shifts:
-            own = [EMPTY, DRAWN] + [FIRST_VIEW + full.index(variant) * domains + view
-                                    for variant in view_variants(shifts) for view in range(domains)]
-            positions.append(torch.tensor(own))
         self.candidates = candidate_count(domains, max(member_shifts))
-        offered = torch.zeros(self.candidates).index_add_(0, torch.cat(positions), torch.ones(sum(map(len, positions))))
-        for index, own in enumerate(positions):
+        offered = torch.zeros(self.candidates)
+        for index, shifts in enumerate(member_shifts):  # where each of a member's candidates sits in the ensemble's order
+            own = torch.tensor([EMPTY, DRAWN] + [FIRST_VIEW + full.index(variant) * domains + view
+                                                 for variant in view_variants(shifts) for view in range(domains)])
+            offered.index_add_(0, own, torch.ones(len(own)))
             self.register_buffer(f"positions_{index}", own, persistent=False)
         self.register_buffer("offered", offered, persistent=False)
 
@@ -187,12 +185,12 @@ class TurnaroundEnsemble(nn.Module):
         """As `TurnaroundNet.forward`; the logits are mean log-probabilities (equal up to a per-pixel constant)."""
         count, domains, _, height, width = views.shape
         total = views.new_zeros(count, domains, self.candidates, height, width)
-        first_drawn = None
+        first_drawn = torch.empty(0)
         for index, member in enumerate(self.members):
             logits, drawn = member(views, kept)
-            total.index_add_(2, getattr(self, f"positions_{index}"), logits.log_softmax(2))
-            first_drawn = drawn if first_drawn is None else first_drawn
-        return total / self.offered[:, None, None], first_drawn
+            total.index_add_(2, self.get_buffer(f"positions_{index}"), logits.log_softmax(2))
+            first_drawn = drawn if index == 0 else first_drawn
+        return total / self.get_buffer("offered")[:, None, None], first_drawn
 
 
 class ViewCritic(nn.Module):
@@ -465,16 +463,17 @@ class Turnaround(SpriteModel):
         self.fill_holes = True  # no more enclosed holes per drawn view than the given views have: `fill_enclosed_holes`
         self.remove_specks = True  # nor more stray specks: `remove_stray_specks`
 
-    def learn_from(self, teacher: "Turnaround", path) -> None:
+    def learn_from(self, teacher: SpriteModel, path) -> None:
         """--distill-from: also learn `teacher`'s per-pixel source probabilities (its one pass over the same inputs).
 
         Why: two trainings average to a lower L1 than either (`TurnaroundEnsemble`), at twice the drawing
         cost; their averaged probabilities say, where the true source is one of several equal guesses, how
         much each guess deserves, which the one true source cannot. The teacher is kept out of the model's
         networks: it is neither trained nor saved."""
-        if teacher.shifts != self.shifts or teacher.domain_count != self.domain_count:
-            raise SpriteForgeError(f"{path}: --distill-from offers {candidate_count(teacher.domain_count, teacher.shifts)} sources per pixel, "
-                                   f"this model {candidate_count(self.domain_count, self.shifts)}; train with --candidate-shifts {teacher.shifts}")
+        if not isinstance(teacher, Turnaround) or teacher.shifts != self.shifts or teacher.domain_count != self.domain_count:
+            shifts = getattr(teacher, "shifts", 0)
+            raise SpriteForgeError(f"{path}: --distill-from offers {candidate_count(teacher.domain_count, shifts)} sources per pixel, "
+                                   f"this model {candidate_count(self.domain_count, self.shifts)}; train with --candidate-shifts {shifts}")
         self.__dict__["teacher"] = teacher  # not a submodule: no parameters, no checkpoint entries
 
     def adapt_initial_weights(self, tensors: dict[str, torch.Tensor], source_config: dict) -> dict[str, torch.Tensor]:
