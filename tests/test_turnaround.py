@@ -601,6 +601,10 @@ def test_combined_models_draw_as_one_ensemble(tmp_path):
     with pytest.raises(SpriteForgeError, match="safetensors file"):
         combine([plain.run_dir, moved.run_dir], tmp_path / "bad.pt")
     assert not main_ok(["models", "combine", "default", "default-sampler", "--out", str(tmp_path / "bad.safetensors")])
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x00" * 64)
+    assert_clean_error(run_cli("models", "combine", "default", broken, "--out", tmp_path / "bad.safetensors"), "not a SpriteForge checkpoint")
+    assert_clean_error(run_cli("models", "combine", "default", tmp_path / "nothing", "--out", tmp_path / "bad.safetensors"), "nothing")
     assert not list(tmp_path.glob("bad*"))
 
 
@@ -619,7 +623,10 @@ def test_distilling_learns_the_teachers_probabilities(tmp_path):
     values = []
     for step in range(12):
         torch.manual_seed(1)  # the same mirror flips and given views every step: a fixed batch
-        values.append(model.train_step(batch, step, step / 12)["generator/distill"])
+        losses = model.train_step(batch, step, step / 12)
+        values.append(losses["generator/distill"])
+        # --lambda-distill 2 weighs the term twice (--lambda-l1 1, no critic)
+        assert losses["generator/total"] == pytest.approx(losses["generator/selection"] + losses["generator/drawn-l1"] + 2.0 * values[-1], rel=1e-5)
     assert values[0] > 0.01 and values[-1] < 0.7 * values[0]
     assert all(torch.equal(before[key], value) for key, value in teacher.state_dict().items())
     student.run()
@@ -629,4 +636,10 @@ def test_distilling_learns_the_teachers_probabilities(tmp_path):
         _trainer(tmp_path, "moved", distill_from=str(teacher_run.run_dir), candidate_shifts=1)
     with pytest.raises(SpriteForgeError, match="needs a turnaround model"):
         _trainer(tmp_path, "sampler", distill_from="default-sampler")
-    assert not list(tmp_path.rglob("moved")) and not list(tmp_path.rglob("sampler"))
+    with pytest.raises(SpriteForgeError, match="no such run folder or checkpoint"):
+        _trainer(tmp_path, "nowhere", distill_from=str(tmp_path / "nothing"))
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(SpriteForgeError, match="not a SpriteForge checkpoint"):
+        _trainer(tmp_path, "broken", distill_from=str(broken))
+    assert not [path for name in ("moved", "sampler", "nowhere", "broken") for path in tmp_path.rglob(name)]

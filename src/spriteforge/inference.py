@@ -11,7 +11,6 @@ from spriteforge.errors import SpriteForgeError
 from spriteforge.models import model_class
 from spriteforge.models.kinds import Stylizer
 from spriteforge.models.pix2pix import PairModels
-from spriteforge.options import config_from_meta
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.locations import (  # noqa: F401 (the names commands import from here)
     BUNDLED, BUNDLED_FOLDER, DEFAULT_MODEL, DEFAULT_SAMPLER, bundled_path, find_checkpoint, resolve_sampler)
@@ -30,16 +29,13 @@ def load_for_inference(location: str | Path, device: str | torch.device = "cpu",
         return pairs
     path = find_checkpoint(location)
     tensors, meta = ckpt.read_checkpoint(path)
-    config = config_from_meta(meta, path)
-    shape = meta["shape"]
     cls = model_class(meta["model"])
     if issubclass(cls, Stylizer) and not stylize:
         raise SpriteForgeError(f"{path}: a {meta['model']} model turns pictures into pixel art; use `spriteforge stylize`")
     if stylize and not issubclass(cls, Stylizer):
         raise SpriteForgeError(f"{path}: a {meta['model']} model does not turn pictures into pixel art; "
                                "stylize needs a run of cyclegan or pix2pix-pairs (or use `spriteforge pixelate` without a model)")
-    model = cls(config, shape["domains"], shape["channels"], shape["image_size"])
-    ckpt.load_weights(model, tensors, path, model.inference_networks)
+    model, config = ckpt.rebuild_model(tensors, meta, path)
     return model.to(device).eval(), config
 
 

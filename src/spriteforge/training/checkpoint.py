@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from spriteforge import versions
 from spriteforge.errors import SpriteForgeError
 from spriteforge.imageio import atomic_write, require_regular_file
-from spriteforge.options import MAX_IMAGE_SIDE
+from spriteforge.models import model_class
+from spriteforge.options import MAX_IMAGE_SIDE, config_from_meta
 
 FORMAT = "spriteforge-checkpoint/1"
 REQUIRED = ("model", "config", "shape", "step", "optimizers", "extra")
@@ -226,6 +227,16 @@ def load_weights(model, tensors: dict[str, torch.Tensor], path: Path, networks: 
         except RuntimeError as error:
             first = str(error).splitlines()[0]
             raise SpriteForgeError(f"{path}: weights do not fit the {name} of this model ({first})") from None
+
+
+def rebuild_model(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path):
+    """(model, configuration) a checkpoint describes, its inference networks loaded: for drawing, or as a
+    --distill-from teacher. The model is built on the CPU in training mode; callers move it and set eval."""
+    config = config_from_meta(meta, path)
+    shape = meta["shape"]
+    model = model_class(meta["model"])(config, shape["domains"], shape["channels"], shape["image_size"])
+    load_weights(model, tensors, path, model.inference_networks)
+    return model, config
 
 
 def load_optimizers(model, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> None:

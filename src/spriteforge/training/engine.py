@@ -40,7 +40,7 @@ from spriteforge.models import model_class
 from spriteforge.models.base import SpriteModel
 from spriteforge.models.blocks import parameter_count
 from spriteforge.models.kinds import Imputer
-from spriteforge.options import DEFAULT_STEPS, Config, config_from_meta, dataset_sources, load_toml_file, option_name
+from spriteforge.options import DEFAULT_STEPS, Config, dataset_sources, load_toml_file, option_name
 from spriteforge.training import checkpoint as ckpt
 from spriteforge.training.locations import find_checkpoint
 from spriteforge.training.run_folder import RunFolder
@@ -330,9 +330,7 @@ class Trainer:
         tensors, meta = ckpt.read_checkpoint(path)
         if meta["model"] != self.config.model:
             raise SpriteForgeError(f"{path}: --distill-from needs a {self.config.model} model, this is a {meta['model']} model")
-        shape = meta["shape"]
-        teacher = model_class(meta["model"])(config_from_meta(meta, path), shape["domains"], shape["channels"], shape["image_size"])
-        ckpt.load_weights(teacher, tensors, path, teacher.inference_networks)
+        teacher, _ = ckpt.rebuild_model(tensors, meta, path)
         self.model.learn_from(teacher.to(self.device).eval().requires_grad_(False), path)
         if self.is_main:
             print(f"distilling from {path}", file=sys.stderr)
