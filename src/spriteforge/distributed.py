@@ -78,7 +78,11 @@ def start(device: torch.device) -> None:
 
 
 def stop() -> None:
+    """Leave the process group, all ranks together: a rank that tore gloo down while another still had
+    its last collective open aborted that one ("terminate called without an active exception", exit −6;
+    seen once in CI under load)."""
     if active():
+        dist.barrier()
         dist.destroy_process_group()
 
 
