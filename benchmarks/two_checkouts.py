@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 MEASURE = r"""
-import json, sys, time, torch
+import contextlib, json, sys, time, torch
 torch.set_num_threads({threads})
 try:  # the process setup `spriteforge` commands make, in checkouts that have it
     from spriteforge.devices import keep_freed_memory
@@ -42,18 +42,22 @@ torch.manual_seed(0)
 model = cls(config, 4, 4, {size})
 model.train()
 batch = torch.rand({batch}, 4, 4, {size}, {size}) * 2 - 1
-model.train_step(batch, 0, 0.0)
+# bf16: the forward passes under CPU autocast, as `spriteforge train --precision bf16` runs them
+precision = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if {precision!r} == "bf16" else contextlib.nullcontext
+with precision():
+    model.train_step(batch, 0, 0.0)
 start = time.perf_counter()
 for step in range(1, {steps} + 1):
-    model.train_step(batch, step, step / 1000)
+    with precision():
+        model.train_step(batch, step, step / 1000)
 print(json.dumps({{"ms": (time.perf_counter() - start) / {steps} * 1000}}))
 """
 
 
-def measure(checkout: Path, name: str, given: dict, args) -> float | str:
+def measure(checkout: Path, name: str, given: dict, args, precision: str) -> float | str:
     """ms per step of `name` in `checkout`, measured in a fresh interpreter (or the error's last line)."""
     code = MEASURE.format(threads=args.threads, name=name, given=json.dumps(given), size=args.image_size, batch=args.batch,
-                          steps=args.steps)
+                          steps=args.steps, precision=precision)
     env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "OMP_NUM_THREADS": str(args.threads)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600)
     if result.returncode != 0:
@@ -74,11 +78,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra option for every model, e.g. lambda_gp=0 (a JSON value)")
+    parser.add_argument("--precision", choices=("32", "bf16"), default="32",
+                        help="checkout A's precision: 32, or bf16 (CPU autocast; worth it where the CPU has AVX512-BF16 or AMX)")
+    parser.add_argument("--precision-b", choices=("32", "bf16"), help="checkout B's precision (default: --precision)")
     args = parser.parse_args()
+    args.precision_b = args.precision_b or args.precision
     extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.option)}
 
     print(f"{args.rounds} alternating rounds, {args.steps} steps each after a warm-up step; capacity {args.capacity}, "
-          f"batch {args.batch}, {args.image_size}px, {args.threads} threads")
+          f"batch {args.batch}, {args.image_size}px, {args.threads} threads; precision A {args.precision}, B {args.precision_b}")
     print(f"A = {args.before.resolve()}\nB = {args.after.resolve()}\n")
     print("| model | A ms/step (median) | B ms/step (median) | B / A | A runs | B runs |")
     print("|---|---:|---:|---:|---|---|")
@@ -86,8 +94,8 @@ def main() -> None:
         given = {"capacity": args.capacity, **extra} if name not in ("dcgan", "cdcgan", "wgan-gp", "biggan", "deep-biggan") else dict(extra)
         runs: dict[str, list] = {"A": [], "B": []}
         for _ in range(args.rounds):
-            runs["A"].append(measure(args.before, name, given, args))
-            runs["B"].append(measure(args.after, name, given, args))
+            runs["A"].append(measure(args.before, name, given, args, args.precision))
+            runs["B"].append(measure(args.after, name, given, args, args.precision_b))
         numbers = {key: [v for v in values if isinstance(v, float)] for key, values in runs.items()}
         if not numbers["A"] or not numbers["B"]:
             print(f"| {name} | {runs['A'][0]} | {runs['B'][0]} | – | | |")

@@ -32,7 +32,7 @@ from spriteforge.data.batches import batch_indices, normalise, step_seed, to_mod
 from spriteforge.data.folders import CharacterSet
 from spriteforge.data.loading import SpriteData, is_single_folder_source, load_data
 from spriteforge.data.pictures import load_pairs, load_unpaired
-from spriteforge.devices import autocast, check_precision, fits_on_device, limit_memory, resolve_device
+from spriteforge.devices import autocast, check_precision, cpu_has_bf16_arithmetic, fits_on_device, limit_memory, resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.evaluation.inception import InceptionFeatures
 from spriteforge.evaluation.training_fid import evaluate_fid, evaluate_sample_fid
@@ -448,6 +448,9 @@ class Trainer:
         checkpoint_every = config.checkpoint_steps or config.evaluate_steps
         log_every = max(1, config.evaluate_steps // 10)
         self.model.train()
+        if self.is_main and self.device.type == "cpu" and self.precision == "32" and self.state.step == 0 and cpu_has_bf16_arithmetic():
+            print("hint: this CPU computes bfloat16 in hardware; --precision bf16 trains about 1.5× faster here "
+                  "(losses agree to bf16's precision; the README's training-speed section has the measurements)", file=sys.stderr)
         profiler = self._profiler()
         bar = tqdm(total=end, initial=self.state.step, desc=config.model, unit="step", dynamic_ncols=True,
                    disable=None if self.is_main else True, file=sys.stderr)
