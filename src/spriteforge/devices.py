@@ -58,7 +58,7 @@ def cpu_has_bf16_arithmetic() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16). There oneDNN's bf16
     matmuls run at about 2.3× the fp32 rate (409 against 175 GFLOP/s on 2 EPYC cores), and `--precision bf16`
     trains a StarGAN or CollaGAN step in 0.55–0.70 of the fp32 time; elsewhere bf16 is emulated and slower."""
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    capabilities: dict[str, object] = getattr(torch.cpu, "get_capabilities", dict)()
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 
