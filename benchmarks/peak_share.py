@@ -30,7 +30,7 @@ from contextlib import nullcontext
 import torch
 
 from common import build, flop_counter, machine_line, matmul_gflops, peak_cpu_memory_mib
-from spriteforge.devices import keep_freed_memory
+from spriteforge.devices import autocast, keep_freed_memory
 from spriteforge.models import MODELS, model_class
 
 PICTURES = ("cyclegan", "pix2pix-pairs")
@@ -48,19 +48,16 @@ def measure(name: str, args) -> dict:
     so the counter's overhead is not timed; the same d-steps schedule in both), and this process's peak RSS."""
     given = {"capacity": 1} if "capacity" in model_class(name).uses else {}
 
-    def precision():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
-
     def steps(count_flops: bool) -> float:
         model = build(name, torch.device("cpu"), **given)
         model.train()
         images = batch_for(model, args.batch)
-        with precision():
+        with autocast(torch.device("cpu"), args.precision):
             model.train_step(images, 0, 0.0)
         start = time.perf_counter()
         with flop_counter() if count_flops else nullcontext() as counter:
             for step in range(1, args.steps + 1):
-                with precision():
+                with autocast(torch.device("cpu"), args.precision):
                     model.train_step(images, step, step / 1000)
         if count_flops:
             return counter.get_total_flops() / 1e9 / args.steps

@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spriteforge import devices
-from spriteforge.devices import autocast, limit_memory, mps_available, resolve_device
+from spriteforge.devices import autocast, cpu_has_bf16_arithmetic, limit_memory, mps_available, resolve_device
 from spriteforge.errors import SpriteForgeError
 from spriteforge.options import config_from_meta
 from spriteforge.models import MODELS, model_class
@@ -250,7 +249,7 @@ def test_every_command_keeps_freed_memory(monkeypatch, capsys):
                                                     ({"avx512_bf16": False, "amx_bf16": False}, False), ({}, False)])
 def test_a_cpu_with_bf16_arithmetic_hints_at_bf16_when_training_at_32(tmp_path, monkeypatch, capsys, capabilities, hardware):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
-    assert devices.cpu_has_bf16_arithmetic() is hardware
+    assert cpu_has_bf16_arithmetic() is hardware
     _trainer(tmp_path, "fp32", device="cpu").run()
     assert ("hint: this CPU computes bfloat16 in hardware; --precision bf16" in capsys.readouterr().err) is hardware
     _trainer(tmp_path, "bf16", device="cpu", precision="bf16").run()
